@@ -1,0 +1,179 @@
+"""Command line: flags -> Settings -> the dashboard or a headless run; one-line errors; exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from tui.config import ADAPTERS, MODES, PROGRAMS, ConfigError, Settings, load_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2, without the usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="dspy-stream",
+        description="Stream token-by-token answers from DSPy programs, in a dashboard or headless.",
+        epilog="Settings also come from a TOML config file and DSPY_STREAM_* environment variables.",
+    )
+    p.add_argument("questions", nargs="*", metavar="QUESTION", help="questions to ask")
+    p.add_argument(
+        "--questions",
+        dest="questions_file",
+        type=Path,
+        metavar="FILE",
+        help="a file of questions: one a line, or JSONL with a 'question' key",
+    )
+    p.add_argument("--mode", choices=MODES, help="simple | concurrent | aggregate | recovery | demo")
+    p.add_argument("--program", choices=PROGRAMS, help="predict (default) or cot (chain of thought)")
+    p.add_argument(
+        "--model",
+        help="a dspy.LM model string (openai/gpt-4o-mini, anthropic/...), "
+        "'local' for the embedded model (default), or local:/path/model.gguf",
+    )
+    p.add_argument("--api-base", help="the base URL of an OpenAI-compatible server")
+    p.add_argument("--adapter", choices=ADAPTERS, help="chat (hosted default), json, or plain (small models)")
+    p.add_argument("--buffer-size", help="events buffered per stream before the producer waits (100)")
+    p.add_argument("--max-retries", help="retries after a transient failure (3)")
+    p.add_argument("--retry-delay", help="first backoff delay in seconds, doubled each retry (2)")
+    p.add_argument("--timeout", help="most seconds to wait for the first token or between two (60)")
+    p.add_argument("--concurrency", help="most streams live at once (8)")
+    p.add_argument("--max-tokens", help="most tokens per answer")
+    p.add_argument("--temperature", help="sampling temperature")
+    p.add_argument("--fault-rate", help="share of attempts that fail on purpose in recovery mode (0.3)")
+    p.add_argument("--repeat", help="run the set of questions this many times (1)")
+    p.add_argument("--slo", help="goodput targets, e.g. ttft=500ms,tpot=50ms")
+    p.add_argument("--cache", action="store_true", default=None, help="use DSPy's cache (hits do not stream)")
+    p.add_argument("--output", type=Path, metavar="PATH", help="write answers to a file as they stream")
+    p.add_argument("--report", type=Path, metavar="PATH", help="write metrics as JSON (.json) or CSV (.csv)")
+    p.add_argument(
+        "--progress", type=Path, metavar="PATH", help="append running figures as JSONL each second"
+    )
+    p.add_argument("--config", type=Path, metavar="PATH", help="a TOML config file to use")
+    p.add_argument(
+        "--headless", action="store_true", help="no dashboard: answers to stdout, status to stderr"
+    )
+    p.add_argument("--version", action="version", version=_version())
+    return p
+
+
+def _version() -> str:
+    from tui import __version__
+
+    return f"dspy-stream {__version__}"
+
+
+SETTING_FLAGS = (
+    "mode", "program", "model", "api_base", "adapter", "buffer_size", "max_retries", "retry_delay",
+    "timeout", "concurrency", "max_tokens", "temperature", "fault_rate", "repeat", "slo", "cache",
+)  # fmt: skip
+
+
+def gather_questions(args: argparse.Namespace, settings: Settings, err: IO[str]) -> list[str]:
+    """Questions from the command line and the questions file, repeated `repeat` times."""
+    from tui.questions import read_questions
+
+    questions = [q for q in args.questions]
+    if any(not q.strip() for q in questions):
+        raise ConfigError('a question is empty: give some text, e.g. dspy-stream "What is Rust?"')
+    if args.questions_file is not None:
+        parsed = read_questions(args.questions_file)
+        for problem in parsed.problems:
+            err.write(f"dspy-stream: warning: {problem}\n")
+        questions.extend(q.text for q in parsed.questions)
+    if settings.mode == "demo" and not questions:
+        from tui.demo import DEMO_QUESTIONS
+
+        questions = list(DEMO_QUESTIONS)
+    return questions * settings.repeat
+
+
+def _resolve_mode(settings: Settings, questions: list[str]) -> str:
+    if settings.mode in ("simple", "recovery", "concurrent", "aggregate"):
+        return settings.mode
+    return "simple" if len(questions) <= 1 else "concurrent"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tui.logs import quiet_environment
+
+    quiet_environment()
+    err = sys.stderr
+    try:
+        args = build_parser().parse_args(argv)
+        flags = {name: getattr(args, name) for name in SETTING_FLAGS}
+        settings = load_settings(flags, config_path=args.config)
+        questions = gather_questions(args, settings, err)
+        headless = args.headless or not sys.stdout.isatty()
+        if headless and not questions:
+            raise ConfigError('no question given: pass one, e.g. dspy-stream --headless "What is Rust?"')
+        return _run(args, settings, questions, headless)
+    except KeyboardInterrupt:
+        err.write("dspy-stream: interrupted\n")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        return _report_error(exc, err)
+
+
+def _report_error(exc: BaseException, err: IO[str]) -> int:
+    import logging
+
+    from tui.models.errors import ModelError
+    from tui.questions import QuestionsFileError
+    from tui.streaming.faults import redact
+    from tui.streaming.session import EmptyQuestion
+
+    expected = (ConfigError, ModelError, QuestionsFileError, EmptyQuestion, OSError)
+    if isinstance(exc, expected):
+        err.write(f"dspy-stream: error: {redact(str(exc))}\n")
+        return EXIT_USAGE
+    logging.getLogger("tui").exception("unexpected failure")
+    err.write(f"dspy-stream: error: {type(exc).__name__}: {redact(str(exc))} (details in the log file)\n")
+    return EXIT_FAILED
+
+
+def _run(args: argparse.Namespace, settings: Settings, questions: list[str], headless: bool) -> int:
+    import dspy  # noqa: F401 - imported before logging is routed: DSPy installs its own handler
+
+    from tui.logs import send_logs_to_file
+
+    send_logs_to_file()
+    if not headless:
+        from tui.app import run_dashboard
+
+        return run_dashboard(settings, questions)
+
+    from tui.headless import HeadlessRun
+    from tui.streaming.session import StreamSession
+
+    session = StreamSession(settings)
+    session.ensure_model()
+    run = HeadlessRun(
+        settings, questions, _resolve_mode(settings, questions), output=args.output, session=session
+    )
+    try:
+        code = asyncio.run(run.run())
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+        sys.stderr.write("dspy-stream: interrupted; partial answers kept\n")
+    _write_report(args, session)
+    return code
+
+
+def _write_report(args: argparse.Namespace, session) -> None:
+    if args.report is None:
+        return
+    from tui.report import write_report
+
+    write_report(args.report, session)

@@ -1,0 +1,104 @@
+"""Which failures are worth another attempt, and the one line a user reads about each."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from dspy.utils.exceptions import (
+    AdapterParseError,
+    LMAuthError,
+    LMBillingError,
+    LMConfigurationError,
+    LMError,
+    LMInvalidRequestError,
+    LMRateLimitError,
+    LMServerError,
+    LMTimeoutError,
+    LMTransportError,
+)
+
+RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+FINAL_STATUS = frozenset({400, 401, 403, 404, 422})
+_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+|(Bearer\s+)\S+", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+class StreamStalled(Exception):
+    """No token arrived within the timeout (before the first one, or between two)."""
+
+    def __init__(self, timeout: float, had_tokens: bool) -> None:
+        where = "between tokens" if had_tokens else "for the first token"
+        super().__init__(f"stalled: no token for {timeout:g} s {where}")
+
+
+class InjectedFault(Exception):
+    """A transient fault put into an attempt on purpose (recovery mode)."""
+
+    def __init__(self, after_tokens: int) -> None:
+        super().__init__(f"injected fault after {after_tokens} tokens")
+
+
+class StreamIncomplete(Exception):
+    """The program finished but what streamed does not match the final prediction."""
+
+
+@dataclass(frozen=True)
+class FaultInfo:
+    retryable: bool
+    message: str
+    retry_after: float | None = None
+
+
+def redact(text: str) -> str:
+    """Hide API keys and bearer tokens; fold control characters and newlines to one line."""
+    text = _SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "…", text)
+    return _CONTROL.sub(" ", text).strip()
+
+
+def _status_of(exc: BaseException) -> int | None:
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = str(getattr(exc, "message", None) or exc or type(exc).__name__)
+    # DSPy's messages go on with indented "To fix:" advice; the first line is the error itself.
+    text = redact(text.strip().splitlines()[0] if text.strip() else type(exc).__name__)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def classify(exc: BaseException) -> FaultInfo:
+    """Decide retry or not, and phrase the failure as one line: kind, status, what to do."""
+    status = _status_of(exc)
+    retry_after = getattr(exc, "retry_after", None)
+    retry_after = float(retry_after) if isinstance(retry_after, (int, float)) else None
+    if isinstance(exc, StreamStalled | InjectedFault):
+        return FaultInfo(True, str(exc))
+    if isinstance(exc, AdapterParseError):
+        return FaultInfo(
+            False,
+            "the model's reply did not follow the adapter's field format; try --adapter plain",
+        )
+    if isinstance(exc, StreamIncomplete):
+        return FaultInfo(False, f"incomplete stream: {_short(exc)}")
+    if isinstance(exc, LMAuthError) or status in (401, 403):
+        return FaultInfo(False, f"{status or 401} authentication failed: check the API key ({_short(exc)})")
+    if isinstance(exc, LMBillingError):
+        return FaultInfo(False, f"billing: {_short(exc)}")
+    if isinstance(exc, LMRateLimitError) or status == 429:
+        return FaultInfo(True, f"429 rate limited: {_short(exc, 100)}", retry_after)
+    if status in FINAL_STATUS or isinstance(exc, LMInvalidRequestError):
+        return FaultInfo(False, f"{status or 400} request rejected: {_short(exc)}")
+    if status in RETRYABLE_STATUS or isinstance(exc, LMServerError):
+        return FaultInfo(True, f"{status or 500} server error: {_short(exc, 100)}", retry_after)
+    if isinstance(exc, LMTimeoutError | TimeoutError):
+        return FaultInfo(True, f"timed out: {_short(exc, 100)}")
+    if isinstance(exc, LMTransportError | ConnectionError | OSError):
+        return FaultInfo(True, f"connection failed: {_short(exc, 120)}")
+    if isinstance(exc, LMConfigurationError):
+        return FaultInfo(False, f"configuration: {_short(exc)}")
+    if isinstance(exc, LMError):
+        # A stream cut off mid-way surfaces as an unexpected/assembly error without a status.
+        return FaultInfo(status is None, f"{type(exc).__name__}: {_short(exc)}")
+    return FaultInfo(False, f"{type(exc).__name__}: {_short(exc)}")

@@ -1,0 +1,226 @@
+"""Per-stream and run-wide figures, named and defined as vLLM's `bench serve` defines them.
+
+- TTFT (time to first token): first streamed token of the delivered attempt minus the
+  stream's start, so the wait through retries counts, as a user feels it.
+- ITL (inter-token latency): every gap between two consecutive tokens of the delivered attempt.
+- TPOT (time per output token): (e2e - TTFT) / (tokens - 1), the first token excluded.
+- E2EL (end-to-end latency): the terminal event minus the stream's start.
+- Output throughput: total output tokens / run duration; request throughput: completed / duration.
+
+A "token" is one streamed chunk of an output field, as DSPy's listener delivers it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+Clock = Callable[[], float]
+LIVE_WINDOW_S = 1.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), q in [0, 100]."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass
+class StreamMetrics:
+    """Figures for one stream, updated on every event it produces."""
+
+    clock: Clock = time.monotonic
+    started_at: float | None = None
+    attempt_started_at: float | None = None
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+    ended_at: float | None = None
+    tokens: int = 0
+    attempts: int = 0
+    state: str = "queued"
+    error: str = ""
+    cache_hit: bool = False
+    queue_fill: int = 0
+    queue_fill_max: int = 0
+    itls: list[float] = field(default_factory=list)
+    field_ttfts: dict[str, float] = field(default_factory=dict)
+    _recent: deque[float] = field(default_factory=deque, repr=False)
+
+    def start(self) -> None:
+        self.started_at = self.clock()
+        self.state = "starting"
+
+    def start_attempt(self) -> None:
+        """A new attempt streams from scratch: token figures describe the delivered attempt only."""
+        now = self.clock()
+        if self.started_at is None:
+            self.started_at = now
+        self.attempt_started_at = now
+        self.attempts += 1
+        self.first_token_at = self.last_token_at = None
+        self.tokens = 0
+        self.itls.clear()
+        self.field_ttfts.clear()
+        self._recent.clear()
+
+    def record_token(self, field_name: str) -> None:
+        now = self.clock()
+        if self.first_token_at is None:
+            self.first_token_at = now
+            self.state = "streaming"
+        elif self.last_token_at is not None:
+            self.itls.append(now - self.last_token_at)
+        if field_name not in self.field_ttfts and self.started_at is not None:
+            self.field_ttfts[field_name] = now - self.started_at
+        self.last_token_at = now
+        self.tokens += 1
+        self._recent.append(now)
+
+    def record_queue_fill(self, size: int) -> None:
+        self.queue_fill = size
+        self.queue_fill_max = max(self.queue_fill_max, size)
+
+    def finish(self, state: str, error: str = "") -> None:
+        self.ended_at = self.clock()
+        self.state = state
+        self.error = error
+
+    @property
+    def ttft(self) -> float | None:
+        if self.first_token_at is None or self.started_at is None:
+            return None
+        return self.first_token_at - self.started_at
+
+    @property
+    def e2e(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else self.clock()
+        return end - self.started_at
+
+    @property
+    def tpot(self) -> float | None:
+        if self.tokens < 2 or self.ttft is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at - self.ttft) / (self.tokens - 1)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Tokens over the streaming window, first token to last."""
+        if self.tokens < 2 or self.first_token_at is None or self.last_token_at is None:
+            return None
+        window = self.last_token_at - self.first_token_at
+        return (self.tokens - 1) / window if window > 0 else None
+
+    def live_tokens_per_s(self) -> float:
+        """Tokens in the last second (zero once a stream has gone quiet)."""
+        horizon = self.clock() - LIVE_WINDOW_S
+        while self._recent and self._recent[0] < horizon:
+            self._recent.popleft()
+        return len(self._recent) / LIVE_WINDOW_S
+
+    @property
+    def itl_p50(self) -> float | None:
+        return percentile(self.itls, 50) if self.itls else None
+
+    @property
+    def itl_p95(self) -> float | None:
+        return percentile(self.itls, 95) if self.itls else None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "attempts": self.attempts,
+            "tokens": self.tokens,
+            "ttft_s": self.ttft,
+            "tpot_s": self.tpot,
+            "e2el_s": self.e2e,
+            "tokens_per_s": self.tokens_per_s,
+            "itl_p50_s": self.itl_p50,
+            "itl_p95_s": self.itl_p95,
+            "queue_fill_max": self.queue_fill_max,
+            "cache_hit": self.cache_hit,
+            "field_ttfts_s": dict(self.field_ttfts),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """mean, median, std, min, max and p50/p90/p95/p99 of one figure across streams."""
+
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> Distribution:
+        return cls(tuple(v for v in values if v is not None and not math.isnan(v)))
+
+    def as_dict(self, scale: float = 1.0) -> dict[str, float]:
+        if not self.values:
+            return {}
+        v = [x * scale for x in self.values]
+        return {
+            "mean": statistics.fmean(v),
+            "median": statistics.median(v),
+            "std": statistics.pstdev(v) if len(v) > 1 else 0.0,
+            "min": min(v),
+            "max": max(v),
+            "p50": percentile(v, 50),
+            "p90": percentile(v, 90),
+            "p95": percentile(v, 95),
+            "p99": percentile(v, 99),
+        }
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Figures across the streams of one run."""
+
+    streams: int
+    completed: int
+    failed: int
+    cancelled: int
+    total_tokens: int
+    duration: float
+    retries: int
+    ttft: Distribution
+    tpot: Distribution
+    itl: Distribution
+    e2el: Distribution
+
+    @property
+    def request_throughput(self) -> float:
+        return self.completed / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def output_throughput(self) -> float:
+        return self.total_tokens / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.failed / self.streams if self.streams else 0.0
+
+
+def summarize(metrics: Sequence[StreamMetrics], duration: float) -> RunSummary:
+    done = [m for m in metrics if m.state == "done"]
+    return RunSummary(
+        streams=len(metrics),
+        completed=len(done),
+        failed=sum(m.state == "failed" for m in metrics),
+        cancelled=sum(m.state == "cancelled" for m in metrics),
+        total_tokens=sum(m.tokens for m in done),
+        duration=duration,
+        retries=sum(max(m.attempts - 1, 0) for m in metrics),
+        ttft=Distribution.of(m.ttft for m in done),
+        tpot=Distribution.of(m.tpot for m in done),
+        itl=Distribution.of(gap for m in done for gap in m.itls),
+        e2el=Distribution.of(m.e2e for m in done),
+    )

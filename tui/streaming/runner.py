@@ -1,0 +1,329 @@
+"""Run one question: dspy.streamify -> bounded queue of StreamEvents, with retries, timeouts, cancel.
+
+Each stream is consumed by one task of its own from start to end (`StreamRun.start`):
+DSPy's streamify generator lives inside an anyio task group, which must be entered,
+left and cancelled by the same task. Waits are bounded with `asyncio.timeout()` in
+that task, and a cancel is a cancel of that task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dspy
+from dspy.streaming import StatusMessage, StreamListener, StreamResponse
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from tui.config import Settings
+from tui.streaming.events import (
+    Cancelled,
+    Done,
+    Failed,
+    Retrying,
+    Status,
+    StreamEvent,
+    TerminalEvent,
+    Token,
+)
+from tui.streaming.faults import InjectedFault, StreamIncomplete, StreamStalled, classify
+from tui.streaming.metrics import StreamMetrics
+from tui.streaming.programs import build_program, output_fields, program_output_fields
+
+_WAKE = object()
+ListenerFactory = Callable[[dspy.Module, Any], list[StreamListener]]
+
+
+def default_listeners(program: dspy.Module, adapter: Any) -> list[StreamListener]:
+    """A fresh listener per output field: a reused listener streams only once (dspy#8425)."""
+    return [StreamListener(signature_field_name=name) for name in program_output_fields(program)]
+
+
+@dataclass(frozen=True)
+class StreamJob:
+    """One question to stream, and the stream's place among its siblings."""
+
+    question: str
+    stream_id: int = 0
+
+
+@dataclass
+class AttemptRecord:
+    """What one attempt produced before it ended: kept, so no partial answer is lost."""
+
+    number: int
+    text: dict[str, str]
+    error: str = ""
+
+
+@dataclass
+class StreamRecord:
+    """Everything a stream produced, across attempts: the saved transcript's source."""
+
+    question: str
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    prediction: Any = None
+    error: str = ""
+
+    @property
+    def current(self) -> dict[str, str]:
+        return self.attempts[-1].text if self.attempts else {}
+
+    def field_text(self, name: str) -> str:
+        return self.current.get(name, "")
+
+    @property
+    def text(self) -> str:
+        """The delivered attempt's text, fields in streaming order."""
+        return "\n\n".join(t for t in self.current.values() if t)
+
+
+class StreamRun:
+    """One question's stream: a producer task feeding a bounded queue, consumed with `events()`.
+
+    The producer waits when the queue holds `buffer_size` events (backpressure). The
+    terminal event travels outside the bound, so a full queue never blocks the ending.
+    """
+
+    def __init__(
+        self,
+        job: StreamJob,
+        settings: Settings,
+        lm: Any,
+        adapter: Any,
+        *,
+        metrics: StreamMetrics | None = None,
+        fault_rate: float = 0.0,
+        rng: random.Random | None = None,
+        limiter: asyncio.Semaphore | None = None,
+        listener_factory: ListenerFactory | None = None,
+    ) -> None:
+        self.job = job
+        self.settings = settings
+        self.lm = lm
+        self.adapter = adapter
+        self.metrics = metrics or StreamMetrics()
+        self.record = StreamRecord(job.question)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.buffer_size)
+        self.terminal: TerminalEvent | None = None
+        self.fault_rate = fault_rate
+        self._rng = rng or random.Random()
+        self._limiter = limiter
+        self._listener_factory = listener_factory or default_listeners
+        # retry_delay, doubled each retry, plus up to half retry_delay of jitter.
+        self._backoff = wait_exponential_jitter(
+            multiplier=settings.retry_delay, max=settings.max_retry_wait, jitter=settings.retry_delay / 2
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    # -- consumer side -------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._produce(), name=f"stream-{self.job.stream_id}"
+            )
+        return self._task
+
+    def cancel(self) -> None:
+        """Stop the producer promptly; the stream then ends with `Cancelled(partial_text)`."""
+        if self._task is None:
+            self._end(Cancelled(""))
+        elif not self._task.done():
+            self._task.cancel()
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        """Every event of the stream in order, ending with its one terminal event."""
+        self.start()
+        try:
+            while True:
+                if self.terminal is not None and self.queue.empty():
+                    yield self.terminal
+                    return
+                event = await self.queue.get()
+                if event is _WAKE:
+                    continue
+                self.metrics.record_queue_fill(self.queue.qsize())
+                yield event
+        finally:
+            if self.terminal is None:
+                self.cancel()
+
+    async def wait(self) -> TerminalEvent:
+        """Drain the stream without looking at it; return how it ended."""
+        async for event in self.events():
+            last = event
+        return last  # type: ignore[return-value]
+
+    # -- producer side -------------------------------------------------------------
+
+    def _end(self, event: TerminalEvent) -> None:
+        if self.terminal is not None:
+            return
+        self.terminal = event
+        state = {Done: "done", Failed: "failed", Cancelled: "cancelled"}[type(event)]
+        self.metrics.finish(state, getattr(event, "error", ""))
+        if isinstance(event, Done):
+            self.metrics.cache_hit = event.cache_hit
+        if not self.queue.full():
+            self.queue.put_nowait(_WAKE)
+
+    async def _put(self, event: StreamEvent) -> None:
+        await self.queue.put(event)
+        self.metrics.record_queue_fill(self.queue.qsize())
+
+    async def _produce(self) -> None:
+        try:
+            if self._limiter is not None:
+                if self._limiter.locked():
+                    await self._put(Status("queued"))
+                async with self._limiter:
+                    self.metrics.start()
+                    prediction, cache_hit = await self._with_retries()
+            else:
+                self.metrics.start()
+                prediction, cache_hit = await self._with_retries()
+        except asyncio.CancelledError:
+            self._end(Cancelled(self.record.text))
+        except Exception as exc:
+            info = classify(exc)
+            self.record.error = info.message
+            if self.record.attempts:
+                self.record.attempts[-1].error = info.message
+            self._end(Failed(info.message, self.record.text))
+        else:
+            self.record.prediction = prediction
+            self._end(Done(prediction, cache_hit))
+
+    async def _with_retries(self) -> tuple[Any, bool]:
+        settings = self.settings
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(settings.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda exc: classify(exc).retryable),
+            before_sleep=self._announce_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt()
+        raise AssertionError("unreachable: tenacity reraises the last failure")
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = self._backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = classify(exc).retry_after if exc else None
+        if retry_after is not None:
+            backoff = max(backoff, retry_after)
+        return min(backoff, self.settings.max_retry_wait)
+
+    async def _announce_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        message = classify(exc).message if exc else "failed"
+        if self.record.attempts:
+            self.record.attempts[-1].error = message
+        self.metrics.state = "retrying"
+        await self._put(
+            Retrying(
+                attempt=state.attempt_number,
+                max_attempts=self.settings.max_retries + 1,
+                delay=state.upcoming_sleep,
+                error=message,
+                injected=isinstance(exc, InjectedFault),
+            )
+        )
+
+    async def _attempt(self) -> tuple[Any, bool]:
+        program = build_program(self.settings.program)
+        listeners = self._listener_factory(program, self.adapter)
+        streaming_program = dspy.streamify(program, stream_listeners=listeners, is_async_program=True)
+        self.metrics.start_attempt()
+        texts: dict[str, str] = {}
+        self.record.attempts.append(AttemptRecord(self.metrics.attempts, texts))
+        fault_after = self._planned_fault()
+        prediction = None
+        timeout = self.settings.timeout
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        # streamify's generator must not be left while suspended at a yield: its inner
+        # generator would then be closed by the garbage collector in another task, and
+        # anyio fails ("exit cancel scope in a different task"). So an interruption that
+        # arrives while we handle an item is turned into a cancel of this task, delivered
+        # inside the generator's next step, where it unwinds its own task group.
+        interrupt: BaseException | None = None
+        deadline = asyncio.timeout(timeout)
+        with dspy.context(lm=self.lm, adapter=self.adapter):
+            stream = streaming_program(question=self.job.question)
+            try:
+                async with deadline:
+                    async for value in stream:
+                        if interrupt is not None:
+                            continue
+                        deadline.reschedule(None)  # waiting on a slow consumer is not a stall
+                        try:
+                            if isinstance(value, dspy.Prediction):
+                                prediction = value
+                            else:
+                                await self._take(value, texts, fault_after)
+                        except (asyncio.CancelledError, InjectedFault) as exc:
+                            interrupt = exc
+                            task.cancel()
+                            continue
+                        deadline.reschedule(loop.time() + timeout)
+                    if interrupt is not None:
+                        await asyncio.sleep(0)  # the generator ended first: take the pending cancel here
+            except BaseException:
+                # DSPy may report a cancel delivered inside it as an LM error: what we
+                # asked for decides what this attempt raises, not what DSPy made of it.
+                if isinstance(interrupt, InjectedFault):
+                    task.uncancel()
+                if task.cancelling():
+                    raise asyncio.CancelledError() from None
+                if interrupt is not None:
+                    raise interrupt from None
+                if deadline.expired():
+                    raise StreamStalled(timeout, self.metrics.tokens > 0) from None
+                raise
+
+        if prediction is None:
+            raise StreamIncomplete("the program ended without a prediction")
+        cache_hit = not texts
+        if cache_hit:
+            # A cached answer does not stream: deliver it whole, marked as a hit.
+            for name in output_fields(self.settings.program):
+                text = str(prediction.get(name, "") or "")
+                texts[name] = text
+                if text:
+                    self.metrics.record_token(name)
+                    await self._put(Token(name, text))
+        return prediction, cache_hit
+
+    async def _take(self, value: Any, texts: dict[str, str], fault_after: int | None) -> None:
+        """Turn one item of DSPy's stream into events."""
+        if isinstance(value, StreamResponse):
+            if not value.chunk:
+                return
+            name = value.signature_field_name
+            texts[name] = texts.get(name, "") + value.chunk
+            self.metrics.record_token(name)
+            await self._put(Token(name, value.chunk))
+            if fault_after is not None and self.metrics.tokens >= fault_after:
+                raise InjectedFault(fault_after)
+        elif isinstance(value, StatusMessage):
+            await self._put(Status(value.message))
+
+    def _planned_fault(self) -> int | None:
+        """In recovery mode, some attempts fail on purpose after a few tokens."""
+        if self.fault_rate <= 0 or self._rng.random() >= self.fault_rate:
+            return None
+        return self._rng.randint(3, 20)

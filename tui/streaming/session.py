@@ -1,0 +1,77 @@
+"""A set of streams that share one model, one adapter and one concurrency limit."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from tui.config import Settings
+from tui.streaming.metrics import RunSummary, summarize
+from tui.streaming.runner import StreamJob, StreamRun
+
+
+class EmptyQuestion(ValueError):
+    def __init__(self) -> None:
+        super().__init__("the question is empty: type a question, then press Enter")
+
+
+class StreamSession:
+    """Creates the streams of one run and keeps them for the summary and the saved transcript.
+
+    The LM and adapter are built on first use, so a bad model string is reported when the
+    first question is asked, as a one-line `ModelError`.
+    """
+
+    def __init__(self, settings: Settings, *, lm: Any = None, adapter: Any = None, seed: int | None = None):
+        self.settings = settings
+        self._lm = lm
+        self._adapter = adapter
+        self._limiter: asyncio.Semaphore | None = None
+        self._rng = random.Random(seed)
+        self.runs: list[StreamRun] = []
+        self.started_at: float | None = None
+
+    def ensure_model(self) -> None:
+        """Build the LM and adapter now; raises `tui.models.ModelError` on a bad model or key."""
+        if self._lm is None or self._adapter is None:
+            from tui.models.lm_factory import build_adapter, build_lm
+
+            self._lm = self._lm or build_lm(self.settings)
+            self._adapter = self._adapter or build_adapter(self.settings)
+
+    @property
+    def fault_rate(self) -> float:
+        """Faults are injected only in recovery mode on the embedded model, to show retries at work."""
+        if self.settings.mode == "recovery" and self.settings.is_local:
+            return self.settings.fault_rate
+        return 0.0
+
+    def new_run(self, question: str) -> StreamRun:
+        question = question.strip()
+        if not question:
+            raise EmptyQuestion()
+        self.ensure_model()
+        if self._limiter is None:
+            self._limiter = asyncio.Semaphore(self.settings.concurrency)
+        if self.started_at is None:
+            self.started_at = time.monotonic()
+        run = StreamRun(
+            StreamJob(question, stream_id=len(self.runs) + 1),
+            self.settings,
+            self._lm,
+            self._adapter,
+            fault_rate=self.fault_rate,
+            rng=random.Random(self._rng.random()),
+            limiter=self._limiter,
+        )
+        self.runs.append(run)
+        return run
+
+    def summary(self) -> RunSummary:
+        duration = time.monotonic() - self.started_at if self.started_at is not None else 0.0
+        ends = [r.metrics.ended_at for r in self.runs if r.metrics.ended_at is not None]
+        if self.started_at is not None and ends and all(r.terminal for r in self.runs):
+            duration = max(ends) - self.started_at
+        return summarize([r.metrics for r in self.runs], duration)
