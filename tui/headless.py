@@ -39,6 +39,7 @@ class TaggedWriter:
         if not self.tagged:
             self.out.write(text)
             self.out.flush()
+            self._at_line_start = text.endswith("\n")
             return
         parts: list[str] = []
         if self._last_stream != stream_id and not self._at_line_start:

@@ -19,12 +19,16 @@ def server_settings(server: OpenAIServer, **changes: object) -> Settings:
 
 
 def server_lm(server: OpenAIServer, model: str = "openai/test-model") -> dspy.LM:
-    return dspy.LM(model, api_base=server.base_url, api_key="sk-test-not-a-real-key", cache=False, num_retries=0)
+    return dspy.LM(
+        model, api_base=server.base_url, api_key="sk-test-not-a-real-key", cache=False, num_retries=0
+    )
 
 
 @pytest.fixture
 def make_run(openai_server: OpenAIServer) -> Callable[..., StreamRun]:
-    def make(question: str = "What is Rust?", *, model: str = "openai/test-model", **changes: object) -> StreamRun:
+    def make(
+        question: str = "What is Rust?", *, model: str = "openai/test-model", **changes: object
+    ) -> StreamRun:
         settings = server_settings(openai_server, model=model, **changes)
         return StreamRun(StreamJob(question), settings, server_lm(openai_server, model), dspy.ChatAdapter())
 

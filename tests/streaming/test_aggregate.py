@@ -17,8 +17,14 @@ async def test_merged_events_keep_their_stream_and_arrival_order(openai_server):
     for stream_id, rate in ((1, 40), (2, 25), (3, 60)):
         model = f"openai/tokens=20:tokens_per_s={rate}"
         settings = server_settings(openai_server, model=model)
-        runs.append(StreamRun(StreamJob(f"q{stream_id}", stream_id), settings, server_lm(openai_server, model),
-                              dspy.ChatAdapter()))
+        runs.append(
+            StreamRun(
+                StreamJob(f"q{stream_id}", stream_id),
+                settings,
+                server_lm(openai_server, model),
+                dspy.ChatAdapter(),
+            )
+        )
     merged = [tagged async for tagged in merge_streams(runs)]
     arrival = [t.at for t in merged]
     assert arrival == sorted(arrival)
@@ -34,7 +40,12 @@ async def test_merged_events_keep_their_stream_and_arrival_order(openai_server):
 async def test_leaving_the_merged_stream_cancels_every_stream(openai_server):
     openai_server.default = Behaviour(tokens=300, tokens_per_s=100)
     runs = [
-        StreamRun(StreamJob(f"q{i}", i), server_settings(openai_server), server_lm(openai_server), dspy.ChatAdapter())
+        StreamRun(
+            StreamJob(f"q{i}", i),
+            server_settings(openai_server),
+            server_lm(openai_server),
+            dspy.ChatAdapter(),
+        )
         for i in (1, 2)
     ]
     async for _ in merge_streams(runs):

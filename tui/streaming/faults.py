@@ -18,9 +18,12 @@ from dspy.utils.exceptions import (
     LMTransportError,
 )
 
+from tui.models.errors import ModelError
+
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 FINAL_STATUS = frozenset({400, 401, 403, 404, 422})
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+|(Bearer\s+)\S+", re.IGNORECASE)
+# Provider keys ("sk-...", "sk-ant-..."), even masked ones ("sk-abc***"), and bearer tokens.
+_SECRET = re.compile(r"\b(sk-)[\w\-*.]+|(Bearer\s+)\S+", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
@@ -56,6 +59,16 @@ def redact(text: str) -> str:
     return _CONTROL.sub(" ", text).strip()
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it was raised from: DSPy wraps engine errors in its own."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
 def _status_of(exc: BaseException) -> int | None:
     status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
     return status if isinstance(status, int) else None
@@ -75,11 +88,13 @@ def classify(exc: BaseException) -> FaultInfo:
     retry_after = float(retry_after) if isinstance(retry_after, (int, float)) else None
     if isinstance(exc, StreamStalled | InjectedFault):
         return FaultInfo(True, str(exc))
-    if isinstance(exc, AdapterParseError):
-        return FaultInfo(
-            False,
-            "the model's reply did not follow the adapter's field format; try --adapter plain",
-        )
+    for cause in _causes(exc):
+        if isinstance(cause, ModelError):
+            return FaultInfo(False, redact(str(cause)))
+        if isinstance(cause, AdapterParseError):
+            if cause.adapter_name == "PlainAdapter":
+                return FaultInfo(False, f"the model's reply could not be read: {_short(cause)}")
+            return FaultInfo(False, "the model did not answer in DSPy's field format: try --adapter plain")
     if isinstance(exc, StreamIncomplete):
         return FaultInfo(False, f"incomplete stream: {_short(exc)}")
     if isinstance(exc, LMAuthError) or status in (401, 403):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,8 @@ from tui.streaming.programs import build_program, output_fields, program_output_
 
 _WAKE = object()
 ListenerFactory = Callable[[dspy.Module, Any], list[StreamListener]]
+# Reports an engine's own states ("loading model", "queued") while a stream is consumed.
+StatusUpdates = Callable[[Callable[[Status], None]], AbstractContextManager[None]]
 
 
 def default_listeners(program: dspy.Module, adapter: Any) -> list[StreamListener]:
@@ -106,6 +109,7 @@ class StreamRun:
         rng: random.Random | None = None,
         limiter: asyncio.Semaphore | None = None,
         listener_factory: ListenerFactory | None = None,
+        status_updates: StatusUpdates | None = None,
     ) -> None:
         self.job = job
         self.settings = settings
@@ -119,6 +123,7 @@ class StreamRun:
         self._rng = rng or random.Random()
         self._limiter = limiter
         self._listener_factory = listener_factory or default_listeners
+        self._status_updates = status_updates
         # retry_delay, doubled each retry, plus up to half retry_delay of jitter.
         self._backoff = wait_exponential_jitter(
             multiplier=settings.retry_delay, max=settings.max_retry_wait, jitter=settings.retry_delay / 2
@@ -262,7 +267,8 @@ class StreamRun:
         # inside the generator's next step, where it unwinds its own task group.
         interrupt: BaseException | None = None
         deadline = asyncio.timeout(timeout)
-        with dspy.context(lm=self.lm, adapter=self.adapter):
+        engine_states = self._status_updates(self._note_status) if self._status_updates else nullcontext()
+        with dspy.context(lm=self.lm, adapter=self.adapter), engine_states:
             stream = streaming_program(question=self.job.question)
             try:
                 async with deadline:
@@ -307,6 +313,13 @@ class StreamRun:
                     self.metrics.record_token(name)
                     await self._put(Token(name, text))
         return prediction, cache_hit
+
+    def _note_status(self, status: Status) -> None:
+        """A state change from the engine; dropped when the queue is full, the next one replaces it."""
+        if status.message != "streaming":
+            self.metrics.state = status.message
+        if not self.queue.full():
+            self.queue.put_nowait(status)
 
     async def _take(self, value: Any, texts: dict[str, str], fault_after: int | None) -> None:
         """Turn one item of DSPy's stream into events."""

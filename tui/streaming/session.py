@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from tui.config import Settings
+from tui.models.lm_factory import make_stream_listeners, model_status_updates
 from tui.streaming.metrics import RunSummary, summarize
 from tui.streaming.runner import StreamJob, StreamRun
 
@@ -65,6 +66,8 @@ class StreamSession:
             fault_rate=self.fault_rate,
             rng=random.Random(self._rng.random()),
             limiter=self._limiter,
+            listener_factory=make_stream_listeners,
+            status_updates=model_status_updates,
         )
         self.runs.append(run)
         return run
