@@ -1,0 +1,117 @@
+"""Regenerate the SVGs in screenshots/: the app draws them itself, against the loopback test server.
+
+    python screenshots/make_screenshots.py
+
+Each picture is a real run: DSPy streams from `tests/support/openai_server.py`, paused by the
+server at a chosen point, with the dashboard's clock frozen so the figures read the same each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_LOG", "ERROR")
+
+from textual.pilot import Pilot  # noqa: E402
+
+from tests.support.openai_server import Behaviour, OpenAIServer  # noqa: E402
+from tui.app import StreamDashboard  # noqa: E402
+from tui.config import Settings  # noqa: E402
+
+OUT = Path(__file__).resolve().parent
+SIZE = (140, 42)
+QUESTIONS = ["What is Rust?", "What is Python?", "What is DSPy?", "Why stream answers token by token?"]
+ANSWER = (
+    "## Streaming\n\nEach **token** is drawn as soon as it arrives, so nobody waits for the whole reply.\n\n"
+    "```python\nasync for event in run.events():\n    pane.show(event)\n```\n\n"
+    "- answers stream side by side\n- a failed stream keeps its partial answer\n"
+    "- retries are shown as they happen"
+)
+
+
+def frozen_clock() -> float:
+    return 1000.0
+
+
+async def until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the app did not reach the state to picture")
+        await pilot.pause(0.05)
+
+
+async def picture(
+    name: str,
+    server: OpenAIServer,
+    questions: list[str],
+    ready: Callable[[StreamDashboard, Pilot], Awaitable[None]],
+    **settings: object,
+) -> None:
+    config = Settings(model="openai/test-model", api_base=server.base_url, retry_delay=0.0)
+    config = config.replace(**settings)
+    app = StreamDashboard(config, questions, clock=frozen_clock, steady=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(app, pilot)
+        await pilot.pause(0.4)
+        path = app.save_screenshot(filename=f"{name}.svg", path=str(OUT))
+        print(f"wrote {Path(path).relative_to(ROOT)}")
+
+
+def ended(app: StreamDashboard) -> Callable[[], bool]:
+    return lambda: bool(app.dashboard.panes) and not any(pane.live for pane in app.dashboard.panes)
+
+
+async def main() -> None:
+    with OpenAIServer() as server:
+        # The interactive dashboard: two answers done, the current one rendered as Markdown.
+        server.reset(Behaviour(text=ANSWER))
+
+        async def interactive(app: StreamDashboard, pilot: Pilot) -> None:
+            await until(pilot, ended(app))
+            app.dashboard.query_one("#question").value = "What does a bounded queue protect?"
+
+        await picture("dashboard", server, QUESTIONS[:2], interactive)
+
+        # Concurrent streams, held mid-flight by the server after a different number of tokens each.
+        server.reset(Behaviour(text=ANSWER))
+        for stall in (9, 16, 23, 30):
+            server.script({"stall_after": stall, "stall_timeout": 60})
+
+        async def concurrent(app: StreamDashboard, pilot: Pilot) -> None:
+            await until(pilot, lambda: sum(r.outcome == "stalled" for r in server.completions) == 4)
+            panes = app.dashboard.panes
+            await until(pilot, lambda: all(p.run.queue.empty() and not p._pending for p in panes))
+
+        await picture("concurrent", server, QUESTIONS, concurrent, mode="concurrent", concurrency=4)
+
+        # A retry in progress: a 429 with Retry-After, next to a stream that goes on.
+        server.reset(Behaviour(text=ANSWER, tokens_per_s=8))
+        server.script({"status": 429, "retry_after": 30})
+
+        async def retrying(app: StreamDashboard, pilot: Pilot) -> None:
+            await until(pilot, lambda: len(app.dashboard.panes) == 2)
+            await until(pilot, lambda: app.dashboard.panes[0].state_at(0) == "retrying")
+            await pilot.pause(1.5)
+
+        await picture("retry", server, QUESTIONS[:2], retrying, concurrency=2)
+
+        # The aggregate view: three streams merged, one after another so the order is stable.
+        server.reset(Behaviour(tokens=30))
+
+        async def aggregate(app: StreamDashboard, pilot: Pilot) -> None:
+            await until(pilot, ended(app))
+
+        await picture("aggregate", server, QUESTIONS[:3], aggregate, mode="aggregate", concurrency=1)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,131 @@
+"""The text pieces under the panes: wrapping, untrusted text, Markdown blocks, the merged log."""
+
+from __future__ import annotations
+
+import random
+
+from textual.app import App, ComposeResult
+
+from tui.streaming.events import Retrying
+from tui.streaming.metrics import StreamMetrics
+from tui.widgets.markdown_blocks import BlockSplitter
+from tui.widgets.merged_log import MergedLog, MergedLogView
+from tui.widgets.sanitize import one_line, sanitize
+from tui.widgets.stream_status import StatusFacts, status_content
+from tui.widgets.stream_text import StreamText
+from tui.widgets.wrap import wrap_offsets
+
+
+def test_wrapping_keeps_every_character_and_fits_the_width():
+    text = "Streaming answers arrive one token at a time, so the dashboard can show each word."
+    rows = wrap_offsets(text, 20)
+    assert "".join(text[a:b] for a, b in rows) == text
+    assert all(len(text[a:b].rstrip()) <= 20 for a, b in rows)
+    assert wrap_offsets("", 10) == [(0, 0)]
+    long_word = "abcdefghijkl"
+    assert [long_word[a:b] for a, b in wrap_offsets(long_word, 5)] == ["abcde", "fghij", "kl"]
+    assert len(wrap_offsets("中文字中文字", 4)) == 3  # two cells a character
+
+
+def test_wrapping_is_prefix_stable_so_a_growing_line_rewraps_only_its_last_row():
+    words = ["a", "bb", "ccc ", "a-very-long-word-indeed", "中文", "  ", "x"]
+    chooser = random.Random(7)
+    for _ in range(500):
+        text = "".join(
+            chooser.choice(words) + chooser.choice(["", " "]) for _ in range(chooser.randint(0, 40))
+        )
+        width = chooser.randint(1, 16)
+        cut = chooser.randint(0, len(text))
+        before = wrap_offsets(text[:cut], width)
+        assert before[:-1] + wrap_offsets(text, width, before[-1][0]) == wrap_offsets(text, width)
+
+
+def test_sanitize_shows_escapes_and_controls_as_visible_pictures():
+    assert sanitize("\x1b[2Jred\x07") == "␛[2Jred␇"
+    assert sanitize("a\r\nb\tc\x9b1m") == "a\nb    c\ufffd1m"
+    assert sanitize("[bold red]x[/]") == "[bold red]x[/]"
+    assert one_line("two\nlines") == "two lines"
+
+
+def test_markdown_blocks_never_split_an_open_code_fence():
+    splitter = BlockSplitter()
+    text = "Intro\n\n```python\nx = 1\n\ny = 2\n```\n\n- a\n\n  more of a\n- b\n\nEnd\n"
+    blocks = [block for end in range(len(text) + 1) for block in splitter.feed(text[:end])]
+    assert blocks == ["Intro", "```python\nx = 1\n\ny = 2\n```", "- a\n\n  more of a\n- b"]
+    assert splitter.tail == "End"
+
+
+def test_merged_log_gathers_a_tick_of_each_stream_into_one_line():
+    log = MergedLog()
+    for word in ("Rust ", "is "):
+        log.add_text(1, "answer", word)
+        log.add_text(2, "answer", word.upper())
+    log.seal()
+    log.add_text(2, "answer", "fast")  # stream 2 was last: its line goes on
+    log.add_note(1, "✓ done")
+    assert [(e.stream_id, e.kind, e.text) for e in log.entries] == [
+        (1, "answer", "Rust is "),
+        (2, "answer", "RUST IS fast"),
+        (1, "note", "✓ done"),
+    ]
+
+
+def test_merged_log_is_bounded():
+    log = MergedLog(max_entries=100)
+    for n in range(1000):
+        log.add_note(n % 3 + 1, f"note {n}")
+    assert len(log.entries) <= 100 and log.end == 1000 and log.entry(999).text == "note 999"
+
+
+def test_status_line_reads_a_retry_and_marks_an_injected_fault():
+    retry = Retrying(attempt=2, max_attempts=4, delay=1.4, error="429 rate limited", injected=True)
+    facts = StatusFacts(
+        "retrying", StreamMetrics(clock=lambda: 5.0), max_attempts=4, retry=retry, retry_left=1.4
+    )
+    line = status_content(facts, now=5.0).plain
+    assert "retrying · retry 2/3 in 1.4 s - 429 rate limited [injected]" in line
+    assert "buf 0/0" in line and "try 1/4" in line
+
+
+class TextHost(App[None]):
+    """A tiny host for one view, as the dashboard would hold it."""
+
+    def __init__(self, view) -> None:
+        super().__init__()
+        self.view = view
+
+    def compose(self) -> ComposeResult:
+        yield self.view
+
+
+async def test_stream_text_wraps_appends_and_follows_the_end():
+    view = StreamText()
+    async with TextHost(view).run_test(size=(30, 5)) as pilot:
+        for word in ("one two three four five six seven eight nine ten " * 4).split(" "):
+            view.write(word + " ")
+        view.write("\n[b]not bold[/b] \x1b[31m")
+        await pilot.pause()
+        assert view.text.endswith("[b]not bold[/b] ␛[31m")
+        assert view.row_count > 5
+        assert view.scroll_y == view.max_scroll_y > 0  # followed the end
+        last_rows = [view.render_line(y).text for y in range(5)]
+        assert "[b]not bold[/b] ␛[31m" in "".join(last_rows)
+
+
+async def test_merged_log_view_tags_each_line_and_drops_blank_ones():
+    log = MergedLog()
+    view = MergedLogView(log)
+    async with TextHost(view).run_test(size=(60, 10)) as pilot:
+        log.add_text(1, "answer", "first line\n\nsecond")
+        log.seal()
+        view.sync()
+        log.add_text(1, "answer", " line")
+        log.add_text(2, "reasoning", "thinking")
+        log.seal()
+        view.sync()
+        await pilot.pause()
+        assert view.text.split("\n") == [
+            "[Stream 1] first line",
+            "[Stream 1] second line",
+            "[Stream 2] (reasoning) thinking",
+        ]

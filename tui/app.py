@@ -1,0 +1,225 @@
+"""The Textual app: the dashboard screen, the views over it, one clock, and a clean quit.
+
+`run_dashboard(settings, questions)` is what the CLI calls; it returns the exit code:
+0, or 1 when a stream's last attempt failed, or 130 when quitting cancelled live streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from tui.config import Settings
+from tui.demo import DEMO_QUESTIONS, DEMO_TIPS
+from tui.screens.aggregate import AggregateScreen
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.help import HelpScreen
+from tui.screens.quit import QuitScreen
+from tui.screens.save import SaveScreen
+from tui.screens.summary import SummaryScreen
+from tui.streaming.session import StreamSession
+from tui.transcript import default_path, save_session
+from tui.widgets.global_status import total_tokens_per_s
+from tui.widgets.merged_log import MergedLog
+from tui.widgets.sanitize import one_line
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+TICK_HZ = 10.0  # panes and status lines are redrawn at this rate, whatever the token rate
+MERGE_WINDOW_S = 0.5  # the merged view gathers each stream's text over this long into one line
+THROUGHPUT_SAMPLES = 600  # ten minutes of the summary's sparkline
+QUIT_GRACE_S = 5.0  # how long quitting waits for cancelled streams to close their connections
+BATCH_MODES = ("concurrent", "aggregate", "recovery", "demo")
+
+
+def initial_questions(mode: str | None, questions: Sequence[str]) -> list[str]:
+    """The questions asked at start: one in simple mode; the demo set when a demo has none."""
+    if mode == "simple":
+        return list(questions[:1])
+    if mode in ("demo", "recovery") and not questions:
+        return list(DEMO_QUESTIONS)
+    return list(questions)
+
+
+class StreamDashboard(App[int]):
+    """Streams token-by-token answers from DSPy programs, one pane per question."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "dspy-stream"
+    BINDINGS = [
+        Binding("f1", "help", "Help", tooltip="Show the keys and how to read a pane"),
+        Binding("f3", "aggregate", "Merged", tooltip="All streams merged into one log"),
+        Binding("f4", "summary", "Summary", tooltip="The run's figures: TTFT, TPOT, ITL, E2EL, throughput"),
+        Binding("ctrl+s", "save", "Save", tooltip="Save the session as Markdown or JSON"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit (asks first while streams are live)"),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        questions: Sequence[str] = (),
+        *,
+        session: StreamSession | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        tick_hz: float = TICK_HZ,
+        steady: bool = False,
+    ) -> None:
+        """`clock` drives every figure, spinner and countdown; `steady` stops blinking and animation.
+
+        Tests and screenshots pass a frozen clock and `steady=True`, so what is drawn is repeatable.
+        """
+        super().__init__()
+        self.settings = settings
+        self.questions = initial_questions(settings.mode, questions)
+        self.session = session or StreamSession(settings)
+        self.clock = clock
+        self.tick_hz = tick_hz
+        self.steady = steady
+        self.merged = MergedLog()
+        self.throughput: deque[float] = deque(maxlen=THROUGHPUT_SAMPLES)
+        self.interrupted = False
+        self._ticks = 0
+        self._merge_every = max(1, round(tick_hz * MERGE_WINDOW_S))
+        if steady:
+            self.animation_level = "none"
+        batch = settings.mode in BATCH_MODES or len(self.questions) > 1
+        self.dashboard = DashboardScreen(
+            self.session, settings, clock=clock, merged=self.merged, batch=batch, blink=not steady
+        )
+
+    def get_default_screen(self) -> Screen:
+        return self.dashboard
+
+    def on_mount(self) -> None:
+        # After the first frame: the screen is up before the clock or any stream starts.
+        self.call_after_refresh(self._start)
+
+    def _start(self) -> None:
+        self.set_interval(1 / self.tick_hz, self._tick, name="dashboard clock")
+        self.set_interval(1.0, self._sample, name="throughput sampler")
+        mode = self.settings.mode
+        if mode == "simple" and len(self.questions) < 1:
+            self.notify("Simple mode: ask one question.", timeout=4)
+        if self.questions:
+            self.dashboard.ask(self.questions)
+        if mode == "aggregate":
+            self.action_aggregate()
+        elif mode == "demo":
+            self.notify(DEMO_TIPS, title="Demo", timeout=8)
+
+    # -- the clock ------------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = self.clock()
+        self.dashboard.tick(now)
+        self._ticks += 1
+        if self._ticks % self._merge_every == 0:
+            self.merged.seal()
+            if isinstance(self.screen, AggregateScreen):
+                self.screen.tick(now)
+
+    def _sample(self) -> None:
+        self.throughput.append(total_tokens_per_s(self.session.runs))
+        if isinstance(self.screen, SummaryScreen):
+            self.screen.refresh_figures()
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            bindings = [*DashboardScreen.BINDINGS, *self.BINDINGS]
+            self.push_screen(HelpScreen(bindings))
+
+    def action_aggregate(self) -> None:
+        if isinstance(self.screen, AggregateScreen):
+            self.pop_screen()
+        elif self.screen is self.dashboard:
+            self.push_screen(AggregateScreen(self.merged, self.session.runs, self.settings))
+
+    def action_summary(self) -> None:
+        if isinstance(self.screen, SummaryScreen):
+            self.pop_screen()
+        elif self.screen is self.dashboard:
+            self.push_screen(SummaryScreen(self.session.summary, self.throughput))
+
+    def action_save(self) -> None:
+        if not self.session.runs:
+            self.notify("Nothing to save yet: ask a question first.", severity="warning")
+            return
+        self.push_screen(SaveScreen(default_path()), self._save)
+
+    def _save(self, path: Path | None) -> None:
+        if path is None:
+            return
+        try:
+            written = save_session(path, self.session, self.settings)
+        except OSError as error:
+            self.notify(f"Could not save: {one_line(str(error))}", severity="error", markup=False)
+            return
+        streams = len(self.session.runs)
+        self.notify(f"Saved {streams} stream{'s' * (streams != 1)} to {written}", markup=False)
+
+    async def action_quit(self) -> None:
+        live = [pane for pane in self.dashboard.panes if pane.live]
+        if not live:
+            self._exit_with_code()
+        elif not isinstance(self.screen, QuitScreen):
+            self.push_screen(QuitScreen(len(live)), self._quit_confirmed)
+
+    def _quit_confirmed(self, confirmed: bool | None) -> None:
+        if confirmed:
+            self.run_worker(self._cancel_and_exit(), name="quit", group="quit", exit_on_error=False)
+
+    async def _cancel_and_exit(self) -> None:
+        """Cancel every live stream, let each end with its `Cancelled` event, then exit."""
+        self.interrupted = True
+        for pane in self.dashboard.panes:
+            pane.cancel()
+        streams = [worker for worker in self.workers if worker.group == "stream"]
+        try:
+            await asyncio.wait_for(self.workers.wait_for_complete(streams), QUIT_GRACE_S)
+        except TimeoutError:
+            log.warning("streams still closing after %.0f s; quitting anyway", QUIT_GRACE_S)
+        self._exit_with_code()
+
+    def _exit_with_code(self) -> None:
+        code = self.exit_code()
+        self.exit(code, return_code=code)
+
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if any(pane.state_at(self.clock()) == "failed" for pane in self.dashboard.panes):
+            return EXIT_FAILED
+        return EXIT_OK
+
+    # -- command palette ------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if screen is not self.dashboard:
+            return
+        for binding in [*DashboardScreen.BINDINGS, *self.BINDINGS]:
+            if isinstance(binding, Binding) and binding.description and binding.action != "quit":
+                action = binding.action.removeprefix("app.")
+                target = self if hasattr(self, f"action_{action}") else self.dashboard
+                title = f"{binding.description} ({binding.key.split(',')[0]})"
+                callback = partial(target.run_action, action)
+                yield SystemCommand(title, binding.tooltip or binding.description, callback)
+
+
+def run_dashboard(settings: Settings, questions: list[str]) -> int:
+    """Run the dashboard full screen until the user quits; returns the process exit code."""
+    app = StreamDashboard(settings, questions)
+    app.run()
+    return app.return_code or EXIT_OK

@@ -1,0 +1,268 @@
+"""DashboardScreen: the question input, a pane per stream, the status bar and the batch progress."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.errors import NoWidget
+from textual.events import DescendantFocus
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from tui.config import Settings
+from tui.models.errors import ModelError
+from tui.streaming.session import EmptyQuestion, StreamSession
+from tui.widgets.batch_progress import BatchProgress
+from tui.widgets.global_status import GlobalStatusBar
+from tui.widgets.merged_log import MergedLog
+from tui.widgets.pane_grid import PaneGrid
+from tui.widgets.question_input import QuestionInput
+from tui.widgets.sanitize import one_line
+from tui.widgets.stream_pane import StreamPane
+
+log = logging.getLogger(__name__)
+
+# Time the clock may spend rendering Markdown per tick, across panes (at least one block each).
+MARKDOWN_BUDGET_S = 0.010
+
+EMPTY_HINT = """\
+[b]No streams yet.[/b]
+
+Type a question below and press [b]Enter[/b]; ask more while answers stream.
+[b]F1[/b] lists the keys, [b]Ctrl+P[/b] opens the command palette."""
+
+
+class DashboardScreen(Screen[None]):
+    """The streams of one session, each in its own pane, fed by the app's clock through `tick()`."""
+
+    AUTO_FOCUS = "QuestionInput"
+    ALLOW_IN_MAXIMIZED_VIEW = "GlobalStatusBar, BatchProgress, QuestionInput, Footer"
+    BINDINGS = [
+        Binding("ctrl+g", "cancel_stream", "Cancel", tooltip="Cancel the current stream"),
+        Binding("f5", "retry_stream", "Retry", tooltip="Ask the current pane's question again"),
+        Binding("f8", "close_pane", "Close", tooltip="Close the current pane (cancels its stream)"),
+        Binding("f6", "next_pane", "Next", tooltip="Focus the next pane"),
+        Binding("shift+f6", "previous_pane", "Previous", show=False, tooltip="Focus the previous pane"),
+        Binding("f2", "toggle_layout", "Layout", tooltip="Grid, or the current pane maximised"),
+        Binding("ctrl+y", "copy_answer", "Copy", tooltip="Copy the current pane's answer"),
+    ]
+
+    def __init__(
+        self,
+        session: StreamSession,
+        settings: Settings,
+        *,
+        clock: Callable[[], float],
+        merged: MergedLog,
+        batch: bool = False,
+        blink: bool = True,
+    ) -> None:
+        super().__init__(id="dashboard")
+        self.session = session
+        self.settings = settings
+        self.clock = clock
+        self.merged = merged
+        self.batch = batch
+        self.blink = blink
+        self.current_pane: StreamPane | None = None
+        self._numbers = 0
+        self._started_at: float | None = None
+        self._grid: PaneGrid | None = None
+        self._status_bar: GlobalStatusBar | None = None
+        self._progress: BatchProgress | None = None
+
+    def compose(self) -> ComposeResult:
+        settings = self.settings
+        yield GlobalStatusBar(settings.model, settings.program, settings.mode, id="global-status")
+        yield BatchProgress(id="batch-progress")
+        yield Static(EMPTY_HINT, id="empty-hint")
+        yield PaneGrid(id="panes")
+        yield QuestionInput(id="question")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self._status_bar = self.query_one(GlobalStatusBar)
+        self._progress = self.query_one(BatchProgress)
+        self._grid = self.query_one(PaneGrid)
+        self._progress.display = self.batch
+        self.query_one(QuestionInput).cursor_blink = self.blink
+
+    # -- asking ---------------------------------------------------------------------------------
+
+    @property
+    def panes(self) -> list[StreamPane]:
+        return self._grid.panes if self._grid is not None else []
+
+    @on(Input.Submitted, "#question")
+    def _submitted(self, event: Input.Submitted) -> None:
+        if self.ask([event.value]):
+            self.query_one(QuestionInput).accept()
+
+    def ask(self, questions: Iterable[str]) -> list[StreamPane]:
+        """Start a stream and mount a pane for each question; refusals are shown, never raised."""
+        panes = []
+        for question in questions:
+            pane = self._new_pane(question)
+            if pane is None:
+                break
+            panes.append(pane)
+        if panes:
+            grid = self.query_one(PaneGrid)
+            grid.mount_all(panes)
+            grid.fit_panes()
+            self.query_one("#empty-hint").display = False
+            self._make_current(panes[0] if len(panes) > 1 else panes[-1])
+            self.call_after_refresh(grid.scroll_to_widget, panes[0], animate=False)
+        return panes
+
+    def _new_pane(self, question: str) -> StreamPane | None:
+        try:
+            run = self.session.new_run(question)
+        except EmptyQuestion as refusal:
+            self.query_one(QuestionInput).refuse(one_line(str(refusal)))
+            return None
+        except ModelError as error:
+            self.notify(one_line(str(error)), title="Model", severity="error", markup=False)
+            return None
+        except Exception as error:  # one line for the user, the traceback to the log
+            log.exception("could not start a stream")
+            self.notify(f"could not start the stream: {one_line(str(error))}", severity="error", markup=False)
+            return None
+        run.metrics.clock = self.clock  # the dashboard's clock, so tests can freeze every figure
+        if self._started_at is None:
+            self._started_at = self.clock()
+        self._numbers += 1
+        settings = self.settings
+        return StreamPane(
+            run,
+            self._numbers,
+            program=settings.program,
+            max_attempts=settings.max_retries + 1,
+            buffer_size=settings.buffer_size,
+            clock=self.clock,
+            merged=self.merged,
+        )
+
+    # -- the clock ------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Bring every pane, the status bar and the progress up to date."""
+        if self._status_bar is None or self._progress is None:
+            return  # not mounted yet
+        shown = self.is_current
+        deadline = time.perf_counter() + MARKDOWN_BUDGET_S
+        panes = self.panes
+        for pane in sorted(panes, key=lambda p: not p.current):
+            pane.tick(now, deadline, shown and self._visible(pane))
+        if not shown:
+            return
+        runs = self.session.runs
+        self._status_bar.show(runs)
+        if self.batch:
+            done = sum(run.terminal is not None for run in runs)
+            elapsed = now - self._started_at if self._started_at is not None else 0.0
+            self._progress.show(done, len(runs), elapsed)
+
+    def _visible(self, pane: StreamPane) -> bool:
+        try:
+            return bool(self.find_widget(pane).visible_region)
+        except NoWidget:
+            return False
+
+    # -- the current pane -----------------------------------------------------------------------
+
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        for node in event.widget.ancestors_with_self:
+            if isinstance(node, StreamPane):
+                self._make_current(node)
+                return
+
+    def _make_current(self, pane: StreamPane | None) -> None:
+        if pane is self.current_pane:
+            return
+        if self.current_pane is not None:
+            self.current_pane.current = False
+        self.current_pane = pane
+        if pane is not None:
+            pane.current = True
+            if self.maximized is not None:
+                self.maximize(pane, container=False)
+
+    def _current_or_warn(self) -> StreamPane | None:
+        if self.current_pane is None:
+            self.notify("No stream yet: ask a question first.", severity="warning")
+        return self.current_pane
+
+    def _step(self, step: int) -> None:
+        panes = self.panes
+        if not panes:
+            return
+        index = panes.index(self.current_pane) if self.current_pane in panes else -step
+        pane = panes[(index + step) % len(panes)]
+        pane.focus()
+        self._make_current(pane)
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def action_cancel_stream(self) -> None:
+        pane = self._current_or_warn()
+        if pane is not None and not pane.cancel():
+            self.notify(f"Stream {pane.number} has already ended.", severity="warning")
+
+    def action_retry_stream(self) -> None:
+        pane = self._current_or_warn()
+        if pane is None:
+            return
+        try:
+            run = self.session.new_run(pane.question)
+        except (EmptyQuestion, ModelError) as error:
+            self.notify(one_line(str(error)), severity="error", markup=False)
+            return
+        run.metrics.clock = self.clock
+        pane.attach(run)
+
+    async def action_close_pane(self) -> None:
+        pane = self._current_or_warn()
+        if pane is None:
+            return
+        panes = self.panes
+        index = panes.index(pane)
+        if self.maximized is pane:
+            self.minimize()
+        self._make_current(None)
+        await pane.remove()  # its worker is cancelled with it, which cancels the run
+        panes = self.panes
+        self.query_one(PaneGrid).fit_panes()
+        if panes:
+            self._make_current(panes[min(index, len(panes) - 1)])
+        else:
+            self.query_one("#empty-hint").display = True
+            self.query_one(QuestionInput).focus()
+
+    def action_next_pane(self) -> None:
+        self._step(1)
+
+    def action_previous_pane(self) -> None:
+        self._step(-1)
+
+    def action_toggle_layout(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        elif (pane := self._current_or_warn()) is not None:
+            self.maximize(pane, container=False)
+
+    def action_copy_answer(self) -> None:
+        pane = self._current_or_warn()
+        if pane is None:
+            return
+        answer = pane.answer
+        if not answer:
+            self.notify(f"Stream {pane.number} has no answer yet.", severity="warning")
+            return
+        self.app.copy_to_clipboard(answer)
+        self.notify(f"Copied the answer of stream {pane.number} ({len(answer):,} characters).")

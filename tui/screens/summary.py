@@ -1,0 +1,83 @@
+"""SummaryScreen: the run's figures (TTFT, TPOT, ITL, E2EL, throughput, errors, retries) and tokens/s."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Sparkline, Static
+
+from tui.streaming.metrics import Distribution, RunSummary
+from tui.widgets.figures import DASH, millis, rate, seconds
+
+FIGURES = (
+    ("TTFT", "time to first token", "ttft"),
+    ("TPOT", "time per output token", "tpot"),
+    ("ITL", "inter-token latency", "itl"),
+    ("E2EL", "end-to-end latency", "e2el"),
+)
+
+
+def latency_table(summary: RunSummary) -> Table:
+    table = Table(expand=False, box=None, padding=(0, 2), header_style="bold")
+    table.add_column("figure")
+    for column in ("mean", "median", "p99", "samples"):
+        table.add_column(column, justify="right")
+    for name, description, attribute in FIGURES:
+        figures: Distribution = getattr(summary, attribute)
+        values = figures.as_dict()
+        cells = [millis(values.get(key)) if values else DASH for key in ("mean", "median", "p99")]
+        table.add_row(f"{name} [dim]{description}[/dim]", *cells, str(len(figures.values)))
+    return table
+
+
+def totals_table(summary: RunSummary) -> Table:
+    table = Table(expand=False, box=None, padding=(0, 2), show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rows = (
+        ("streams", f"{summary.streams}"),
+        ("done · failed · cancelled", f"{summary.completed} · {summary.failed} · {summary.cancelled}"),
+        ("error rate", f"{summary.error_rate:.0%}"),
+        ("retries", f"{summary.retries}"),
+        ("output tokens", f"{summary.total_tokens:,}"),
+        ("duration", seconds(summary.duration)),
+        ("request throughput", rate(summary.request_throughput, "req/s")),
+        ("output throughput", rate(summary.output_throughput)),
+    )
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
+class SummaryScreen(Screen[None]):
+    """Refreshed by the app once a second from `StreamSession.summary()`."""
+
+    BINDINGS = [
+        Binding("f4,escape", "app.pop_screen", "Panes", tooltip="Back to the panes"),
+    ]
+
+    def __init__(self, summarize: Callable[[], RunSummary], throughput: Sequence[float]) -> None:
+        super().__init__(id="summary")
+        self.summarize = summarize
+        self.throughput = throughput
+
+    def compose(self) -> ComposeResult:
+        yield Static("Run summary", id="summary-title")
+        yield Static(id="summary-totals")
+        yield Static(id="summary-latency")
+        yield Static("Total tokens/s, one sample a second", id="sparkline-title")
+        yield Sparkline([], summary_function=max, id="throughput")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.refresh_figures()
+
+    def refresh_figures(self) -> None:
+        summary = self.summarize()
+        self.query_one("#summary-totals", Static).update(totals_table(summary))
+        self.query_one("#summary-latency", Static).update(latency_table(summary))
+        self.query_one(Sparkline).data = list(self.throughput) or [0.0]

@@ -1,0 +1,46 @@
+"""BatchProgress: questions done out of the batch, and when the rest should be done."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Label, ProgressBar
+
+from tui.widgets.figures import clock_time
+
+
+def eta(done: int, total: int, elapsed: float) -> float | None:
+    """Seconds left, at the pace so far; None before the first question is done."""
+    if done <= 0 or total <= done:
+        return None if done <= 0 else 0.0
+    return elapsed / done * (total - done)
+
+
+class BatchProgress(Horizontal):
+    """A progress bar with "k/n done · ETA m:ss"; the ETA is ours, from the dashboard's clock."""
+
+    DEFAULT_CSS = """
+    BatchProgress {
+        height: 1;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._shown: tuple[int, int, str] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield ProgressBar(show_eta=False, id="batch-bar")
+        yield Label("", id="batch-label")
+
+    def on_mount(self) -> None:
+        self._bar = self.query_one(ProgressBar)
+        self._label = self.query_one(Label)
+
+    def show(self, done: int, total: int, elapsed: float) -> None:
+        left = eta(done, total, elapsed)
+        text = f"{done}/{total} done" + ("" if done == total else f" · ETA {clock_time(left)}")
+        if (done, total, text) != self._shown:
+            self._shown = (done, total, text)
+            self._bar.update(total=max(total, 1), progress=done)
+            self._label.update(text)

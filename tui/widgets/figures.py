@@ -1,0 +1,45 @@
+"""How figures read on screen: short, fixed units, a dash for "not known yet"."""
+
+from __future__ import annotations
+
+import math
+
+DASH = "\u2013"  # an en dash
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+SPINNER_FPS = 12
+
+
+def spinner(now: float) -> str:
+    """The spinner frame at `now`: driven by the clock, so a frozen clock freezes it."""
+    return SPINNER[int(now * SPINNER_FPS) % len(SPINNER)]
+
+
+def seconds(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return DASH
+    if value < 10:
+        return f"{value:.2f}s"
+    if value < 600:
+        return f"{value:.1f}s"
+    minutes, rest = divmod(int(value), 60)
+    return f"{minutes}:{rest:02d}"
+
+
+def millis(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return DASH
+    return f"{value * 1000:,.0f} ms" if value >= 0.01 else f"{value * 1000:.1f} ms"
+
+
+def rate(value: float | None, unit: str = "tok/s") -> str:
+    if value is None or math.isnan(value):
+        return f"{DASH} {unit}"
+    return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+
+
+def clock_time(value: float | None) -> str:
+    """An ETA or a duration as m:ss."""
+    if value is None or math.isnan(value) or value < 0:
+        return DASH
+    minutes, rest = divmod(round(value), 60)
+    return f"{minutes}:{rest:02d}"

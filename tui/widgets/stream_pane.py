@@ -1,0 +1,271 @@
+"""StreamPane: one question, its answer as it streams, and its status line.
+
+The pane's worker (one per stream, named `stream-N`, group "stream") reads the run's events
+and only records them: tokens go into a pending list. The dashboard clock calls `tick()` a
+fixed number of times a second, which moves pending text into the views and redraws the
+status line, so the screen's work does not grow with the token rate.
+
+While streaming, the answer is plain wrapped text (`StreamText`). Markdown is rendered where
+someone reads: the current or maximised pane, and every answer once it has ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.reactive import reactive
+from textual.widgets import Collapsible, Static
+from textual.worker import Worker, WorkerState
+
+from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, TerminalEvent, Token
+from tui.streaming.runner import StreamRun
+from tui.widgets.figures import seconds
+from tui.widgets.markdown_view import MarkdownView
+from tui.widgets.merged_log import MergedLog
+from tui.widgets.sanitize import one_line, sanitize
+from tui.widgets.stream_status import StatusFacts, StreamStatus, retry_text
+from tui.widgets.stream_text import StreamText
+
+log = logging.getLogger(__name__)
+TERMINAL_STATES = {Done: "done", Failed: "failed", Cancelled: "cancelled"}
+
+
+class StreamPane(Vertical, can_focus=True):
+    """A question's pane. `attach()` gives it a run to stream; `tick()` brings the screen up to date."""
+
+    ALLOW_MAXIMIZE = True
+    DEFAULT_CSS = """
+    StreamPane {
+        height: 1fr;
+    }
+    """
+
+    current: reactive[bool] = reactive(False)
+    """The pane the dashboard's actions apply to, and the one rendered as Markdown while it streams."""
+
+    def __init__(
+        self,
+        run: StreamRun,
+        number: int,
+        *,
+        program: str = "predict",
+        max_attempts: int = 1,
+        buffer_size: int = 0,
+        clock: Callable[[], float],
+        merged: MergedLog | None = None,
+    ) -> None:
+        super().__init__(id=f"stream-{number}")
+        self.question = run.job.question
+        self.number = number
+        self.program = program
+        self.max_attempts = max_attempts
+        self.buffer_size = buffer_size
+        self.clock = clock
+        self.merged = merged
+        self.run = run
+        self.terminal: TerminalEvent | None = None
+        self.note = ""
+        self._retry: Retrying | None = None
+        self._retry_at = 0.0
+        self._got_token = False
+        self._pending: dict[str, list[str]] = {}
+        self._answer = ""
+        self._reset = False
+        self._finalised = False
+        self._showing_markdown = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content(sanitize(self.question)), classes="question")
+        if self.program == "cot":
+            with Collapsible(title="Reasoning", collapsed=False, classes="reasoning"):
+                yield StreamText(classes="reasoning-text")
+        yield StreamText(classes="answer-text")
+        yield MarkdownView(classes="answer-markdown")
+        yield Static("", classes="error-line", markup=False)
+        yield StreamStatus(classes="stream-status")
+
+    def on_mount(self) -> None:
+        self.border_title = f"Stream {self.number}"
+        # Looked up once: tick() runs many times a second in every pane.
+        self._answer_view = self.query_one(".answer-text", StreamText)
+        self._markdown = self.query_one(".answer-markdown", MarkdownView)
+        reasoning = self.query(".reasoning-text")
+        self._reasoning = reasoning.only_one(StreamText) if reasoning else None
+        self._error_line = self.query_one(".error-line", Static)
+        self._status = self.query_one(StreamStatus)
+        self._markdown.display = False
+        self._error_line.display = False
+        self.attach(self.run)
+
+    def watch_current(self, current: bool) -> None:
+        self.set_class(current, "-current")
+
+    # -- the stream ---------------------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        return self.terminal is None
+
+    @property
+    def answer(self) -> str:
+        """The answer text of the attempt on screen (partial while streaming or after a failure)."""
+        return self._answer + "".join(self._pending.get("answer", ()))
+
+    def attach(self, run: StreamRun) -> Worker[None]:
+        """Stream `run` in this pane; a run already here is cancelled (its worker is exclusive)."""
+        self.run = run
+        self.terminal = None
+        self.note = ""
+        self._retry = None
+        self._got_token = False
+        self._pending.clear()
+        self._reset = True
+        self._finalised = False
+        return self.run_worker(
+            self._consume(run),
+            name=f"stream-{self.number}",
+            group="stream",
+            description=one_line(run.job.question)[:80],
+            exit_on_error=False,
+            exclusive=True,
+        )
+
+    def cancel(self) -> bool:
+        """Ask the stream to stop; it ends with `Cancelled` and its partial answer. False if it had ended."""
+        if self.terminal is not None:
+            return False
+        self.run.cancel()  # the worker keeps draining and receives the Cancelled event
+        return True
+
+    async def _consume(self, run: StreamRun) -> None:
+        async for event in run.events():
+            self._on_event(event)
+
+    def _on_event(self, event: StreamEvent) -> None:
+        if isinstance(event, Token):
+            self._pending.setdefault(event.field, []).append(event.text)
+            self._got_token = True
+            if self.merged is not None:
+                self.merged.add_text(self.number, event.field, event.text)
+        elif isinstance(event, Status):
+            self.note = event.message
+        elif isinstance(event, Retrying):
+            self._retry, self._retry_at = event, self.clock()
+            self._got_token = False
+            self._pending.clear()
+            self._reset = True  # the next attempt streams from the start
+            self._note(f"↻ {retry_text(event, event.delay)}")
+        else:
+            self._end(event)
+
+    def _end(self, event: TerminalEvent) -> None:
+        self.terminal = event
+        metrics = self.run.metrics
+        if isinstance(event, Done):
+            self._note(f"✓ done · {metrics.tokens} tokens · {seconds(metrics.e2e)}")
+        elif isinstance(event, Failed):
+            self._note(f"✗ failed: {one_line(event.error)}")
+        else:
+            self._note("■ cancelled")
+
+    def _note(self, text: str) -> None:
+        if self.merged is not None:
+            self.merged.add_note(self.number, text)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and self.terminal is None:
+            log.error("stream %s: the pane's worker failed", self.number, exc_info=event.worker.error)
+            self._end(Failed(f"internal error: {one_line(str(event.worker.error))} (details in the log)"))
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def state_at(self, now: float) -> str:
+        if self.terminal is not None:
+            return TERMINAL_STATES[type(self.terminal)]
+        if self._got_token:
+            return "streaming"
+        if self._retry is not None:
+            return "retrying" if now < self._retry_at + self._retry.delay else "loading"
+        if self.run.metrics.state != "queued" or self.note not in ("", "queued"):
+            return "loading"
+        return "queued"
+
+    def tick(self, now: float, deadline: float, visible: bool) -> None:
+        """Bring the pane up to date: called by the dashboard clock, a fixed number of times a second."""
+        if not self.is_mounted:
+            return
+        answer_view, markdown = self._answer_view, self._markdown
+        if self._reset:
+            self._reset = False
+            self._answer = ""
+            answer_view.clear()
+            markdown.reset()
+            if self._reasoning is not None:
+                self._reasoning.clear()
+            self._error_line.display = False
+        if self._pending:
+            self._flush(answer_view)
+        if self.terminal is not None and not self._finalised:
+            self._finalise(answer_view)
+        self._draw_markdown(markdown, answer_view, deadline, visible)
+        if visible:
+            self._status.show(self._facts(now), now)
+
+    def _flush(self, answer_view: StreamText) -> None:
+        for field, parts in self._pending.items():
+            text = "".join(parts)
+            if field == "reasoning" and self._reasoning is not None:
+                self._reasoning.write(text)
+            else:
+                answer_view.write(text)
+                self._answer += text
+        self._pending.clear()
+
+    def _finalise(self, answer_view: StreamText) -> None:
+        self._finalised = True
+        delivered = self.run.record.field_text("answer")
+        if delivered and delivered != self._answer:
+            # What DSPy delivered is the answer; the stream may have held back a piece of it.
+            self._answer = delivered
+            answer_view.clear()
+            answer_view.write(delivered)
+        if isinstance(self.terminal, Failed):
+            self._error_line.update(f"✗ {one_line(self.terminal.error)}")
+            self._error_line.display = True
+
+    def _draw_markdown(self, markdown: MarkdownView, answer_view: StreamText, deadline: float, visible: bool):
+        wanted = self.terminal is not None or self.current or self.screen.maximized is self
+        if not wanted:
+            if self._showing_markdown or markdown.source:
+                self._show_markdown(False, markdown, answer_view)
+                markdown.reset()
+            return
+        if not visible:
+            return  # rendered when it comes into view
+        if not self._showing_markdown:
+            markdown.fit_width(answer_view.scrollable_content_region.width)
+        markdown.set_source(self._answer, final=self.terminal is not None)
+        if markdown.advance(deadline) and not self._showing_markdown:
+            self._show_markdown(True, markdown, answer_view)
+
+    def _show_markdown(self, show: bool, markdown: MarkdownView, answer_view: StreamText) -> None:
+        self._showing_markdown = show
+        markdown.display = show
+        answer_view.display = not show
+
+    def _facts(self, now: float) -> StatusFacts:
+        state = self.state_at(now)
+        return StatusFacts(
+            state=state,
+            metrics=self.run.metrics,
+            queue_fill=self.run.queue.qsize(),
+            buffer_size=self.buffer_size,
+            max_attempts=self.max_attempts,
+            retry=self._retry if state == "retrying" else None,
+            retry_left=(self._retry_at + self._retry.delay - now) if self._retry else 0.0,
+            note=self.note,
+        )
