@@ -7,9 +7,14 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from tui.config import ADAPTERS, MODES, PROGRAMS, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from tui.headless import HeadlessRun
+    from tui.history import RunHistory, RunRecorder
+    from tui.streaming.session import StreamSession
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -110,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quiet_environment()
     err = sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["history"]:
+        from tui.history_cli import history_main
+
+        return history_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         flags = {name: getattr(args, name) for name in SETTING_FLAGS}
@@ -155,20 +165,58 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
         return run_dashboard(settings, questions)
 
     from tui.headless import HeadlessRun
+    from tui.report import parse_slo, report_format
     from tui.streaming.session import StreamSession
 
+    if args.report is not None:
+        report_format(args.report)  # a bad report name fails before the run, not after it
+    if settings.slo:
+        parse_slo(settings.slo)
     session = StreamSession(settings)
     session.ensure_model()
-    run = HeadlessRun(
-        settings, questions, _resolve_mode(settings, questions), output=args.output, session=session
-    )
+    mode = _resolve_mode(settings, questions)
+    history, recorder = _begin_history(session, mode, questions)
+    run = HeadlessRun(settings, questions, mode, output=args.output, session=session)
     try:
-        code = asyncio.run(run.run())
+        code = asyncio.run(_with_progress(run, args.progress))
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
         sys.stderr.write("dspy-stream: interrupted; partial answers kept\n")
+    if recorder is not None and history is not None:
+        recorder.finish(interrupted=code == EXIT_INTERRUPTED)
+        history.close()
     _write_report(args, session)
     return code
+
+
+def _begin_history(
+    session: StreamSession, mode: str, questions: list[str]
+) -> tuple[RunHistory | None, RunRecorder | None]:
+    """Every run goes into the local history; a history that cannot be opened is a warning only."""
+    from tui.history import HistoryError, RunHistory
+
+    try:
+        history = RunHistory()
+        recorder = history.begin_run(session, mode=mode, questions=questions)
+    except HistoryError as exc:
+        sys.stderr.write(f"dspy-stream: warning: {exc}; this run is not kept in the history\n")
+        return None, None
+    session.on_new_run = recorder.record_on_end
+    return history, recorder
+
+
+async def _with_progress(run: HeadlessRun, progress_path: Path | None) -> int:
+    """Run headless; with --progress, append the running figures to a JSONL file every second."""
+    from tui.report import progress_writer
+
+    assert run.session is not None
+    writer = asyncio.create_task(progress_writer(progress_path, run.session)) if progress_path else None
+    try:
+        return await run.run()
+    finally:
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
 
 def _write_report(args: argparse.Namespace, session) -> None:

@@ -100,8 +100,15 @@ class HeadlessRun:
         self._safe = self.stdout.isatty()
         self._file: IO[str] | None = None
         self._file_writer: TaggedWriter | None = None
+        self._context_open = False  # reasoning text on stderr that has not ended its line
+
+    def _end_context(self) -> None:
+        if self._context_open:
+            self.stderr.write("\n\n")
+            self._context_open = False
 
     def note(self, text: str) -> None:
+        self._end_context()
         self.stderr.write(visible(text) + "\n")
         self.stderr.flush()
 
@@ -147,12 +154,14 @@ class HeadlessRun:
     def _show(self, run: StreamRun, event: StreamEvent, writer: TaggedWriter) -> None:
         match event:
             case Token(field="answer", text=text):
+                self._end_context()
                 writer.write(run.job.stream_id, text)
                 self._to_file(run.job.stream_id, text)
             case Token(text=text):
                 # Reasoning and other fields are context, not the answer: they go to stderr.
                 self.stderr.write(visible(text))
                 self.stderr.flush()
+                self._context_open = True
             case Retrying(attempt=attempt, max_attempts=most, delay=delay, error=error, injected=injected):
                 writer.end_line()
                 label = " (injected)" if injected else ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 
 from tui.streaming.faults import redact
@@ -48,5 +47,4 @@ def send_logs_to_file(path: Path | None = None) -> Path:
             logger.removeHandler(existing)
         logger.propagate = True
     logging.captureWarnings(True)
-    warnings.simplefilter("default")
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tui.config import Settings
@@ -33,6 +34,8 @@ class StreamSession:
         self._rng = random.Random(seed)
         self.runs: list[StreamRun] = []
         self.started_at: float | None = None
+        # Called with every new run, e.g. to store it in the history when it ends.
+        self.on_new_run: Callable[[StreamRun], None] | None = None
 
     def ensure_model(self) -> None:
         """Build the LM and adapter now; raises `tui.models.ModelError` on a bad model or key."""
@@ -70,6 +73,8 @@ class StreamSession:
             status_updates=model_status_updates,
         )
         self.runs.append(run)
+        if self.on_new_run is not None:
+            self.on_new_run(run)
         return run
 
     def summary(self) -> RunSummary:
