@@ -222,3 +222,25 @@ async def test_no_warning_or_stray_task_is_left_after_cancel(openai_server, make
     await asyncio.sleep(0.1)
     assert errors == []
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_a_cache_hit_is_delivered_whole_and_reported(openai_server):
+    import dspy
+
+    from tests.streaming.conftest import server_settings
+    from tui.streaming.runner import StreamJob, StreamRun
+
+    openai_server.default = Behaviour(text="cached answer text")
+    settings = server_settings(openai_server, cache=True)
+    lm = dspy.LM(
+        "openai/test-model", api_base=openai_server.base_url, api_key="sk-x", cache=True, num_retries=0
+    )
+    question = f"cache probe {id(settings)}"
+    first = StreamRun(StreamJob(question), settings, lm, dspy.ChatAdapter())
+    assert not (await first.wait()).cache_hit
+    second = StreamRun(StreamJob(question), settings, lm, dspy.ChatAdapter())
+    events = await collect(second)
+    assert isinstance(events[-1], Done) and events[-1].cache_hit
+    assert second.metrics.cache_hit
+    assert tokens(events) == "cached answer text"
+    assert len(openai_server.completions) == 1

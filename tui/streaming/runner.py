@@ -9,6 +9,7 @@ that task, and a cancel is a cancel of that task.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -40,6 +41,7 @@ from tui.streaming.faults import InjectedFault, StreamIncomplete, StreamStalled,
 from tui.streaming.metrics import StreamMetrics
 from tui.streaming.programs import build_program, output_fields, program_output_fields
 
+log = logging.getLogger(__name__)
 _WAKE = object()
 ListenerFactory = Callable[[dspy.Module, Any], list[StreamListener]]
 # Reports an engine's own states ("loading model", "queued") while a stream is consumed.
@@ -322,6 +324,11 @@ class StreamRun:
                 if text:
                     self.metrics.record_token(name)
                     await self._put(Token(name, text))
+        for name, streamed in texts.items():
+            final = str(prediction.get(name, "") or "")
+            if streamed.strip() != final.strip():
+                # DSPy's listener cuts a field at "[[": the saved answer is the Prediction's.
+                log.warning("stream %s: streamed %s differs from the prediction", self.job.stream_id, name)
         return prediction, cache_hit
 
     def _note_status(self, status: Status) -> None:
