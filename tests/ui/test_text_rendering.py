@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 from textual.app import App, ComposeResult
 
-from tui.streaming.events import Retrying
+from tui.streaming.events import Retrying, Status, Token
 from tui.streaming.metrics import StreamMetrics
 from tui.widgets.markdown_blocks import BlockSplitter
 from tui.widgets.merged_log import MergedLog, MergedLogView
 from tui.widgets.sanitize import one_line, sanitize
+from tui.widgets.stream_pane import StreamPane
 from tui.widgets.stream_status import StatusFacts, status_content
 from tui.widgets.stream_text import StreamText
 from tui.widgets.wrap import wrap_offsets
@@ -84,7 +86,28 @@ def test_status_line_reads_a_retry_and_marks_an_injected_fault():
     )
     line = status_content(facts, now=5.0).plain
     assert "retrying · retry 2/3 in 1.4 s - 429 rate limited [injected]" in line
-    assert "buf 0/0" in line and "try 1/4" in line
+    assert "buf" not in line and "attempt" not in line  # an empty buffer and a first attempt go unsaid
+
+
+def test_status_line_is_short_and_names_a_later_attempt_and_a_full_buffer():
+    metrics = StreamMetrics(clock=lambda: 5.0)
+    metrics.start()
+    metrics.start_attempt()
+    metrics.start_attempt()
+    for _ in range(73):
+        metrics.record_token("answer")
+    metrics.finish("done")
+    done = status_content(StatusFacts("done", metrics, max_attempts=4, buffer_size=100), now=5.0).plain
+    assert done.startswith("✓ done · 73 tok · ") and "attempt 2/4" in done and "buf" not in done
+    live = StatusFacts("streaming", metrics, queue_fill=12, buffer_size=100, max_attempts=4)
+    assert "buf 12/100" in status_content(live, now=5.0).plain
+    first = StreamMetrics(clock=lambda: 5.0)
+    first.start()
+    first.start_attempt()
+    first.record_token("answer")
+    first.finish("done")
+    line = status_content(StatusFacts("done", first, max_attempts=4, buffer_size=100), now=5.0).plain
+    assert "attempt" not in line and len(line) <= 46  # one row of a 50-column pane
 
 
 class TextHost(App[None]):
@@ -129,3 +152,22 @@ async def test_merged_log_view_tags_each_line_and_drops_blank_ones():
             "[Stream 1] second line",
             "[Stream 2] (reasoning) thinking",
         ]
+
+
+def test_a_stream_waiting_for_the_local_model_reads_queued_not_streaming():
+    metrics = StreamMetrics(clock=lambda: 5.0)
+    run = SimpleNamespace(job=SimpleNamespace(question="q"), metrics=metrics)
+    pane = StreamPane(run, 1, clock=lambda: 5.0)  # type: ignore[arg-type]
+    assert pane.state_at(5.0) == "queued"  # not started: the session's limit
+    metrics.start()
+    assert pane.state_at(5.0) == "starting"  # the request is out, no token yet
+    pane._on_event(Status("queued"))  # what the core does when the engine is busy
+    metrics.state = "queued"
+    assert pane.state_at(5.0) == "queued"
+    pane._on_event(Status("loading model"))
+    metrics.state = "loading model"
+    assert pane.state_at(5.0) == "loading model"
+    pane._on_event(Status("streaming"))  # the engine started on this stream
+    assert pane.state_at(5.0) == "starting"
+    pane._on_event(Token("answer", "Hi"))
+    assert pane.state_at(5.0) == "streaming"

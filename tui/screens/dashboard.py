@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.errors import NoWidget
 from textual.events import DescendantFocus
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
@@ -156,9 +155,12 @@ class DashboardScreen(Screen[None]):
             return  # not mounted yet
         shown = self.is_current
         deadline = time.perf_counter() + MARKDOWN_BUDGET_S
+        # The widgets drawn in the last frame. Not `find_widget()`: for a pane scrolled out of
+        # view that arranges every widget on the screen (the compositor's full map) each tick.
+        visible = self._compositor.visible_widgets if shown else {}
         panes = self.panes
         for pane in sorted(panes, key=lambda p: not p.current):
-            pane.tick(now, deadline, shown and self._visible(pane))
+            pane.tick(now, deadline, pane in visible)
         if not shown:
             return
         runs = self.session.runs
@@ -167,12 +169,6 @@ class DashboardScreen(Screen[None]):
             done = sum(run.terminal is not None for run in runs)
             elapsed = now - self._started_at if self._started_at is not None else 0.0
             self._progress.show(done, len(runs), elapsed)
-
-    def _visible(self, pane: StreamPane) -> bool:
-        try:
-            return bool(self.find_widget(pane).visible_region)
-        except NoWidget:
-            return False
 
     # -- the current pane -----------------------------------------------------------------------
 

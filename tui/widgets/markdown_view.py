@@ -21,6 +21,9 @@ from textual.strip import Strip
 
 from tui.widgets.markdown_blocks import BlockSplitter
 from tui.widgets.sanitize import sanitize
+from tui.widgets.stream_text import set_virtual_size
+
+TAIL_BACKOFF = 9  # after rendering the growing block, wait 9 times as long before the next
 
 
 class _Heading(Heading):
@@ -52,6 +55,7 @@ class MarkdownView(ScrollView, can_focus=False):
         self._strips: list[Strip] = []
         self._tail: list[Strip] = []
         self._tail_dirty = False
+        self._tail_due = 0.0  # when the growing block may be rendered again
         self._final = False
         self._width = 0
         self._cache: LRUCache[int, Strip] = LRUCache(128)
@@ -110,12 +114,20 @@ class MarkdownView(ScrollView, can_focus=False):
             self._rendered += 1
             if time.perf_counter() >= deadline:
                 break
-        if self._rendered == len(self._blocks) and self._tail_dirty:
+        now = time.perf_counter()
+        if (
+            self._rendered == len(self._blocks)
+            and self._tail_dirty
+            and (self._final or now >= self._tail_due)
+        ):
             tail = self._splitter.tail
             self._tail = self._render(tail) if tail else []
             if self._tail and self._strips:
                 self._tail.insert(0, Strip.blank(0))
             self._tail_dirty = False
+            # The growing block is rendered whole each time: a long one (a paragraph of
+            # thousands of words) waits in proportion, so it takes at most a tenth of the time.
+            self._tail_due = time.perf_counter() + (time.perf_counter() - now) * TAIL_BACKOFF
         self._publish(first_changed)
         return self.caught_up
 
@@ -134,7 +146,7 @@ class MarkdownView(ScrollView, can_focus=False):
             if row >= first_changed:
                 self._cache.discard(row)
         height = len(self._strips) + len(self._tail)
-        self.virtual_size = Size(self._width, height)
+        set_virtual_size(self, Size(self._width, height))
         self.refresh()
         if follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)

@@ -32,6 +32,8 @@ from tui.widgets.stream_text import StreamText
 
 log = logging.getLogger(__name__)
 TERMINAL_STATES = {Done: "done", Failed: "failed", Cancelled: "cancelled"}
+WAITING_STATES = ("queued", "loading model")  # the run's states before its model starts on it
+ENGINE_WORKING = "streaming"  # the local engine's note: it has started on this stream
 
 
 class StreamPane(Vertical, can_focus=True):
@@ -184,15 +186,22 @@ class StreamPane(Vertical, can_focus=True):
     # -- drawing ------------------------------------------------------------------------------
 
     def state_at(self, now: float) -> str:
+        """What the stream is doing: queued, starting, loading model, streaming, retrying, or how it ended.
+
+        Before the first token the run's state says whether it waits for a turn ("queued": the
+        session's limit or the local model busy with another stream) or for the model to load;
+        the local engine's "streaming" note means it is working on this stream, not streaming yet.
+        """
         if self.terminal is not None:
             return TERMINAL_STATES[type(self.terminal)]
         if self._got_token:
             return "streaming"
-        if self._retry is not None:
-            return "retrying" if now < self._retry_at + self._retry.delay else "loading"
-        if self.run.metrics.state != "queued" or self.note not in ("", "queued"):
-            return "loading"
-        return "queued"
+        if self._retry is not None and now < self._retry_at + self._retry.delay:
+            return "retrying"
+        if self.note == ENGINE_WORKING:
+            return "starting"
+        state = self.run.metrics.state
+        return state if state in WAITING_STATES else "starting"
 
     def tick(self, now: float, deadline: float, visible: bool) -> None:
         """Bring the pane up to date: called by the dashboard clock, a fixed number of times a second."""
@@ -207,7 +216,9 @@ class StreamPane(Vertical, can_focus=True):
             if self._reasoning is not None:
                 self._reasoning.clear()
             self._error_line.display = False
-        if self._pending:
+        if self._pending and (visible or self.terminal is not None):
+            # Off screen the text waits: a refresh of a hidden widget makes Textual arrange
+            # every widget on the screen again.
             self._flush(answer_view)
         if self.terminal is not None and not self._finalised:
             self._finalise(answer_view)

@@ -12,11 +12,12 @@ from tui.streaming.metrics import StreamMetrics
 from tui.widgets.figures import rate, seconds, spinner
 from tui.widgets.sanitize import one_line
 
-LIVE_STATES = ("queued", "loading", "streaming", "retrying")
+LIVE_STATES = ("queued", "starting", "loading model", "streaming", "retrying")
 ICONS = {"done": "✓", "failed": "✗", "cancelled": "■"}
 STATE_STYLES = {
     "queued": "$text-muted",
-    "loading": "$text-accent",
+    "starting": "$text-accent",
+    "loading model": "$text-accent",
     "streaming": "$text-primary",
     "retrying": "$text-warning",
     "done": "$text-success",
@@ -24,6 +25,7 @@ STATE_STYLES = {
     "cancelled": "$text-muted",
 }
 SEPARATOR = Content.styled(" · ", "$text-muted")
+ENGINE_NOTES = ("", "queued", "loading model", "streaming")  # said by the state itself
 
 
 @dataclass(frozen=True)
@@ -47,53 +49,82 @@ def retry_text(retry: Retrying, left: float) -> str:
 
 
 def status_content(facts: StatusFacts, now: float) -> Content:
-    """The status line: state first, then live figures, most useful first (narrow panes crop the end)."""
+    """The status line: state first, then figures, most useful first (a narrow pane crops the end).
+
+    "⠴ streaming · 73 tok · 33.5 tok/s · TTFT 0.72s · 2.89s", then only what is worth a look:
+    "attempt 2/4" after a retry, "buf 12/100" while events wait for the screen, "cache hit".
+    """
     state = facts.state
     icon = spinner(now) if state in LIVE_STATES else ICONS.get(state, " ")
     parts = [Content.styled(f"{icon} {state}", f"bold {STATE_STYLES.get(state, '')}")]
     if state == "retrying" and facts.retry is not None:
         parts.append(Content.styled(retry_text(facts.retry, facts.retry_left), "$text-warning"))
-    elif facts.note and state in ("queued", "loading"):
-        parts.append(Content(one_line(facts.note)))
+    elif state == "starting" and facts.note not in ENGINE_NOTES:
+        parts.append(Content(one_line(facts.note)))  # a status message from the program
     metrics = facts.metrics
     if metrics is not None:
         live = state in LIVE_STATES
-        speed = metrics.live_tokens_per_s() if live else metrics.tokens_per_s
-        attempts = max(metrics.attempts, 1)
-        parts += [
-            Content(rate(speed)),
-            Content(f"TTFT {seconds(metrics.ttft)}"),
-            Content(f"{metrics.tokens} tok"),
-            Content(seconds(metrics.e2e)),
-            Content(f"try {attempts}/{facts.max_attempts}"),
-            Content(f"buf {facts.queue_fill}/{facts.buffer_size}"),
-        ]
+        if metrics.tokens or not live:
+            speed = metrics.live_tokens_per_s() if live else metrics.tokens_per_s
+            parts += [
+                Content(f"{metrics.tokens} tok"),
+                Content(rate(speed)),
+                Content(f"TTFT {seconds(metrics.ttft)}"),
+            ]
+        if metrics.started_at is not None:
+            parts.append(Content(seconds(metrics.e2e)))
+        if metrics.attempts > 1 and state != "retrying":
+            parts.append(Content(f"attempt {metrics.attempts}/{facts.max_attempts}"))
+        if live and facts.queue_fill:
+            parts.append(Content(f"buf {facts.queue_fill}/{facts.buffer_size}"))
         if metrics.cache_hit:
             parts.append(Content("cache hit"))
     return SEPARATOR.join(parts)
 
 
 class StreamStatus(Static):
-    """The status line under a pane. `show()` skips the redraw when nothing changed."""
+    """The status line under a pane: always one row, cropped with an ellipsis, never wrapped.
+
+    A fixed height means a redraw never changes the layout; `show()` builds the line only
+    when something it shows has changed, and redraws only this row.
+    """
 
     DEFAULT_CSS = """
     StreamStatus {
         height: 1;
+        text-wrap: nowrap;
         text-overflow: ellipsis;
     }
     """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("", id=id, classes=classes, markup=False)
-        self._shown: Content | None = None
+        self._key: tuple[object, ...] | None = None
 
     def show(self, facts: StatusFacts, now: float) -> None:
-        content = status_content(facts, now)
-        if content == self._shown:
+        key = _key(facts, now)
+        if key == self._key:
             return
-        self._shown = content
-        # One row, or two in a narrow pane; a layout pass only when that changes, not per update.
-        rows = 1 if content.cell_length <= self.content_size.width else 2
-        if rows != self.styles.height.value:
-            self.styles.height = rows
-        self.update(content, layout=False)
+        self._key = key
+        self.update(status_content(facts, now), layout=False)
+
+
+def _key(facts: StatusFacts, now: float) -> tuple[object, ...]:
+    """What the line shows, as cheap values: equal keys draw equal lines."""
+    state = facts.state
+    metrics = facts.metrics
+    live = state in LIVE_STATES
+    figures: tuple[object, ...] = ()
+    if metrics is not None:
+        speed = metrics.live_tokens_per_s() if live else metrics.tokens_per_s
+        figures = (
+            metrics.tokens,
+            rate(speed),
+            seconds(metrics.ttft),
+            seconds(metrics.e2e) if metrics.started_at is not None else None,
+            metrics.attempts,
+            metrics.cache_hit,
+        )
+    retry = retry_text(facts.retry, facts.retry_left) if facts.retry is not None else None
+    note = facts.note if state == "starting" else ""
+    return (state, spinner(now) if live else None, retry, note, facts.queue_fill if live else 0, figures)

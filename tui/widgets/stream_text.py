@@ -22,6 +22,20 @@ from tui.widgets.sanitize import sanitize
 from tui.widgets.wrap import wrap_offsets
 
 
+def set_virtual_size(view: ScrollView, size: Size) -> None:
+    """Resize a scroll view's content without a layout of the whole screen.
+
+    `virtual_size` is a layout reactive: each change re-arranges every widget on the screen,
+    which with dozens of growing panes was most of the dashboard's cost. A line-API view's
+    own box does not depend on its content, so only its scrollbars need updating; showing or
+    hiding a scrollbar still makes a layout (`show_vertical_scrollbar` is a layout reactive).
+    """
+    if size == view.virtual_size:
+        return
+    view.set_reactive(ScrollView.virtual_size, size)
+    view._scroll_update(size)
+
+
 class StreamText(ScrollView, can_focus=False):
     """Text that grows at the end, wrapped to the widget's width; follows the end while at the end."""
 
@@ -124,7 +138,7 @@ class StreamText(ScrollView, can_focus=False):
             rows.extend((index, a, b) for a, b in wrap_offsets(self._lines[index].plain, width, start))
         for row in range(restart_row, len(rows)):
             self._cache.discard(row)
-        self.virtual_size = Size(width, len(rows))
+        set_virtual_size(self, Size(width, len(rows)))
         self.refresh_lines(restart_row, max(len(rows) - restart_row, 1))
         if follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
