@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +21,7 @@ from textual.screen import Screen
 
 from tui.config import Settings
 from tui.demo import DEMO_QUESTIONS, DEMO_TIPS
+from tui.history import begin_recording
 from tui.screens.aggregate import AggregateScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
@@ -220,6 +222,13 @@ class StreamDashboard(App[int]):
 
 def run_dashboard(settings: Settings, questions: list[str]) -> int:
     """Run the dashboard full screen until the user quits; returns the process exit code."""
-    app = StreamDashboard(settings, questions)
-    app.run()
+    session = StreamSession(settings)
+    history, recorder = begin_recording(session, settings.mode or "interactive", questions, sys.stderr)
+    app = StreamDashboard(settings, questions, session=session)
+    try:
+        app.run()
+    finally:
+        if history is not None and recorder is not None:
+            recorder.finish(interrupted=app.interrupted)
+            history.close()
     return app.return_code or EXIT_OK

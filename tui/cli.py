@@ -13,8 +13,6 @@ from tui.config import ADAPTERS, MODES, PROGRAMS, ConfigError, Settings, load_se
 
 if TYPE_CHECKING:
     from tui.headless import HeadlessRun
-    from tui.history import RunHistory, RunRecorder
-    from tui.streaming.session import StreamSession
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -165,6 +163,7 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
         return run_dashboard(settings, questions)
 
     from tui.headless import HeadlessRun
+    from tui.history import begin_recording
     from tui.report import parse_slo, report_format
     from tui.streaming.session import StreamSession
 
@@ -175,7 +174,7 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
     session = StreamSession(settings)
     session.ensure_model()
     mode = _resolve_mode(settings, questions)
-    history, recorder = _begin_history(session, mode, questions)
+    history, recorder = begin_recording(session, mode, questions, sys.stderr)
     run = HeadlessRun(settings, questions, mode, output=args.output, session=session)
     try:
         code = asyncio.run(_with_progress(run, args.progress))
@@ -187,22 +186,6 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
         history.close()
     _write_report(args, session)
     return code
-
-
-def _begin_history(
-    session: StreamSession, mode: str, questions: list[str]
-) -> tuple[RunHistory | None, RunRecorder | None]:
-    """Every run goes into the local history; a history that cannot be opened is a warning only."""
-    from tui.history import HistoryError, RunHistory
-
-    try:
-        history = RunHistory()
-        recorder = history.begin_run(session, mode=mode, questions=questions)
-    except HistoryError as exc:
-        sys.stderr.write(f"dspy-stream: warning: {exc}; this run is not kept in the history\n")
-        return None, None
-    session.on_new_run = recorder.record_on_end
-    return history, recorder
 
 
 async def _with_progress(run: HeadlessRun, progress_path: Path | None) -> int:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tui.config import ConfigError
 from tui.report import (
@@ -522,3 +522,20 @@ class RunRecorder:
 
 def _with_state(figures: StreamFigures, state: str) -> StreamFigures:
     return dataclasses.replace(figures, state=state)
+
+
+def begin_recording(
+    session: StreamSession, mode: str, questions: Sequence[str], warnings: IO[str]
+) -> tuple[RunHistory | None, RunRecorder | None]:
+    """Keep this session's run in the history, each stream as it ends.
+
+    A history that cannot be opened costs the run nothing but a warning line.
+    """
+    try:
+        history = RunHistory()
+        recorder = history.begin_run(session, mode=mode, questions=questions)
+    except HistoryError as exc:
+        warnings.write(f"dspy-stream: warning: {exc}; this run is not kept in the history\n")
+        return None, None
+    session.on_new_run = recorder.record_on_end
+    return history, recorder
