@@ -108,6 +108,7 @@ class StreamFigures:
     output_tokens_per_s: float | None
     itls: list[float] = field(default_factory=list)
     field_ttfts: dict[str, float] = field(default_factory=dict)
+    lm_ttft: float | None = None
     cache_hit: bool = False
     queue_fill_max: int = 0
     generated_text: str = ""
@@ -136,6 +137,7 @@ class StreamFigures:
             output_tokens_per_s=m.tokens_per_s,
             itls=list(m.itls),
             field_ttfts=dict(m.field_ttfts),
+            lm_ttft=m.lm_ttft,
             cache_hit=m.cache_hit,
             queue_fill_max=m.queue_fill_max,
             generated_text=run.record.text,
@@ -230,6 +232,7 @@ def per_request_lists(streams: Sequence[StreamFigures], slo: Mapping[str, float]
         "states": [s.state for s in streams],
         "cache_hits": [s.cache_hit for s in streams],
         "field_ttfts": [s.field_ttfts for s in streams],
+        "lm_ttfts": [s.lm_ttft for s in streams],
         "queue_fill_max": [s.queue_fill_max for s in streams],
     }
     if slo:
@@ -321,6 +324,7 @@ def stream_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             "output_tokens_per_s": report["output_tokens_per_s"][i],
             "queue_fill_max": report["queue_fill_max"][i],
         }
+        row["lm_ttft_ms"] = _ms(report["lm_ttfts"][i])
         for name in fields:
             row[f"{name}_ttft_ms"] = _ms(report["field_ttfts"][i].get(name))
         if "slo_met" in report:

@@ -103,3 +103,5 @@ async def test_metrics_follow_real_token_timings(openai_server, make_run):
     # 20 tokens/s from the server: gaps of 50 ms between the tokens the listener delivers.
     assert m.itl_p50 == pytest.approx(0.05, abs=0.02)
     assert m.tokens_per_s == pytest.approx(20, rel=0.3)
+    # The LM's own first chunk comes before the field's first token; the gap is listener overhead.
+    assert m.lm_ttft is not None and 0.3 <= m.lm_ttft <= m.ttft

@@ -41,6 +41,7 @@ class StreamMetrics:
     started_at: float | None = None
     attempt_started_at: float | None = None
     first_token_at: float | None = None
+    lm_first_chunk_at: float | None = None
     last_token_at: float | None = None
     ended_at: float | None = None
     tokens: int = 0
@@ -65,7 +66,7 @@ class StreamMetrics:
             self.started_at = now
         self.attempt_started_at = now
         self.attempts += 1
-        self.first_token_at = self.last_token_at = None
+        self.first_token_at = self.last_token_at = self.lm_first_chunk_at = None
         self.tokens = 0
         self.itls.clear()
         self.field_ttfts.clear()
@@ -84,6 +85,11 @@ class StreamMetrics:
         self.tokens += 1
         self._recent.append(now)
 
+    def record_lm_chunk(self) -> None:
+        """A raw chunk from the LM, before the adapter and listeners see it; only the first counts."""
+        if self.lm_first_chunk_at is None:
+            self.lm_first_chunk_at = self.clock()
+
     def record_queue_fill(self, size: int) -> None:
         self.queue_fill = size
         self.queue_fill_max = max(self.queue_fill_max, size)
@@ -98,6 +104,13 @@ class StreamMetrics:
         if self.first_token_at is None or self.started_at is None:
             return None
         return self.first_token_at - self.started_at
+
+    @property
+    def lm_ttft(self) -> float | None:
+        """The LM's own first chunk; TTFT minus this is adapter and listener overhead."""
+        if self.lm_first_chunk_at is None or self.started_at is None:
+            return None
+        return self.lm_first_chunk_at - self.started_at
 
     @property
     def e2e(self) -> float | None:
@@ -141,6 +154,7 @@ class StreamMetrics:
             "attempts": self.attempts,
             "tokens": self.tokens,
             "ttft_s": self.ttft,
+            "lm_ttft_s": self.lm_ttft,
             "tpot_s": self.tpot,
             "e2el_s": self.e2e,
             "tokens_per_s": self.tokens_per_s,

@@ -254,7 +254,10 @@ class StreamRun:
 
     async def _attempt(self) -> tuple[Any, bool]:
         program = build_program(self.settings.program)
-        listeners = self._listener_factory(program, self.adapter)
+        listeners = [
+            self._timing_first_lm_chunk(listener)
+            for listener in self._listener_factory(program, self.adapter)
+        ]
         streaming_program = dspy.streamify(program, stream_listeners=listeners, is_async_program=True)
         self.metrics.start_attempt()
         texts: dict[str, str] = {}
@@ -351,6 +354,20 @@ class StreamRun:
                 raise InjectedFault(fault_after)
         elif isinstance(value, StatusMessage):
             await self._put(Status(value.message))
+
+    def _timing_first_lm_chunk(self, listener: StreamListener) -> StreamListener:
+        """Listeners see every raw LM chunk first; note when the first one came."""
+        receive = listener.receive
+        metrics = self.metrics
+
+        def timed_receive(chunk: Any) -> Any:
+            # An adapter's own chunks (the plain adapter's field markers) carry no id or model.
+            if getattr(chunk, "id", None) is not None or getattr(chunk, "model", None) is not None:
+                metrics.record_lm_chunk()
+            return receive(chunk)
+
+        listener.receive = timed_receive  # type: ignore[method-assign]
+        return listener
 
     def _planned_fault(self) -> int | None:
         """In recovery mode, some attempts fail on purpose after a few tokens."""
