@@ -26,7 +26,7 @@ from tui.widgets.stream_pane import StreamPane
 
 log = logging.getLogger(__name__)
 
-# Time the clock may spend rendering Markdown per tick, across panes (at least one block each).
+# Time the clock may spend rendering Markdown per tick, across panes (one piece may run past it).
 MARKDOWN_BUDGET_S = 0.010
 
 EMPTY_HINT = """\

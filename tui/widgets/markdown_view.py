@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from rich.markdown import Heading
 from rich.markdown import Markdown as RichMarkdown
+from rich.segment import Segment
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
@@ -52,8 +53,11 @@ class MarkdownView(ScrollView, can_focus=False):
         self._splitter = BlockSplitter()
         self._blocks: list[str] = []
         self._rendered = 0  # blocks rendered at the current width
-        self._strips: list[Strip] = []
-        self._tail: list[Strip] = []
+        # Rendered lines are kept as plain segment lists, made into a `Strip` only when drawn:
+        # a `Strip` carries seven small caches, and a long answer has thousands of lines, which
+        # the garbage collector's full passes (event loop stopped) would walk again and again.
+        self._strips: list[list[Segment]] = []
+        self._tail: list[list[Segment]] = []
         self._tail_dirty = False
         self._tail_due = 0.0  # when the growing block may be rendered again
         self._final = False
@@ -68,6 +72,11 @@ class MarkdownView(ScrollView, can_focus=False):
     def caught_up(self) -> bool:
         """Everything fed so far is on screen."""
         return self._width > 0 and self._rendered == len(self._blocks) and not self._tail_dirty
+
+    @property
+    def finished(self) -> bool:
+        """The final text has been fed and is all on screen."""
+        return self._final and self.caught_up
 
     def set_source(self, text: str, *, final: bool = False) -> None:
         """Show `text` (untrusted): growing at the end while streaming, or anything new to start over."""
@@ -100,18 +109,26 @@ class MarkdownView(ScrollView, can_focus=False):
         self._cache.clear()
 
     def advance(self, deadline: float) -> bool:
-        """Render what is pending until `perf_counter()` passes `deadline` (at least one piece).
+        """Render what is pending until `perf_counter()` passes `deadline`.
 
-        Returns whether the view has caught up.
+        Nothing is rendered once the deadline has passed, and then at most one piece (a block,
+        or the growing tail) past it, so many answers ending in one tick share one budget and
+        the rest is left for the next ticks. Returns whether the view has caught up.
         """
         if self._width <= 0:
             return False
+        if self.caught_up:
+            return True  # nothing new: no repaint (a finished pane is advanced on every tick)
+        if time.perf_counter() >= deadline:
+            return False
         first_changed = len(self._strips)
+        changed = False
         while self._rendered < len(self._blocks):
             if self._strips:
-                self._strips.append(Strip.blank(0))
+                self._strips.append([])
             self._strips.extend(self._render(self._blocks[self._rendered]))
             self._rendered += 1
+            changed = True
             if time.perf_counter() >= deadline:
                 break
         now = time.perf_counter()
@@ -119,26 +136,28 @@ class MarkdownView(ScrollView, can_focus=False):
             self._rendered == len(self._blocks)
             and self._tail_dirty
             and (self._final or now >= self._tail_due)
+            and (now < deadline or not changed)
         ):
             tail = self._splitter.tail
             self._tail = self._render(tail) if tail else []
             if self._tail and self._strips:
-                self._tail.insert(0, Strip.blank(0))
+                self._tail.insert(0, [])
             self._tail_dirty = False
+            changed = True
             # The growing block is rendered whole each time: a long one (a paragraph of
             # thousands of words) waits in proportion, so it takes at most a tenth of the time.
             self._tail_due = time.perf_counter() + (time.perf_counter() - now) * TAIL_BACKOFF
-        self._publish(first_changed)
+        if changed:
+            self._publish(first_changed)
         return self.caught_up
 
-    def _render(self, markdown: str) -> list[Strip]:
+    def _render(self, markdown: str) -> list[list[Segment]]:
         console = self.app.console
         options = console.options.update(width=self._width, height=None, highlight=False)
         theme = "monokai" if self.app.current_theme.dark else "default"
         document = _AnswerMarkdown(markdown, code_theme=theme, hyperlinks=False)
         # No base style here: the pane's colours are applied when drawn, so they can change freely.
-        lines = console.render_lines(document, options, pad=False)
-        return [Strip(line) for line in lines]
+        return console.render_lines(document, options, pad=False)
 
     def _publish(self, first_changed: int) -> None:
         follow = self.scroll_y >= self.max_scroll_y
@@ -171,11 +190,12 @@ class MarkdownView(ScrollView, can_focus=False):
             base = self.rich_style
             stable = len(self._strips)
             if row < stable:
-                strip = self._strips[row]
+                line = self._strips[row]
             elif row - stable < len(self._tail):
-                strip = self._tail[row - stable]
+                line = self._tail[row - stable]
             else:
-                strip = Strip.blank(0)
-            strip = strip.apply_style(base).crop_extend(0, self.scrollable_content_region.width, base)
+                line = []
+            width = self.scrollable_content_region.width
+            strip = Strip(Segment.apply_style(line, base)).crop_extend(0, width, base)
             self._cache[row] = strip
         return strip

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 TERMINAL_STATES = {Done: "done", Failed: "failed", Cancelled: "cancelled"}
 WAITING_STATES = ("queued", "loading model")  # the run's states before its model starts on it
 ENGINE_WORKING = "streaming"  # the local engine's note: it has started on this stream
+# A status line's figures are redrawn every third tick, the panes taking turns (by number), so a
+# frame redraws a third of them; a change of state is shown at the next tick whatever the turn.
+STATUS_EVERY = 3
 
 
 class StreamPane(Vertical, can_focus=True):
@@ -79,6 +82,8 @@ class StreamPane(Vertical, can_focus=True):
         self._reset = False
         self._finalised = False
         self._showing_markdown = False
+        self._ticks = 0
+        self._status_state: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Content(sanitize(self.question)), classes="question")
@@ -223,8 +228,12 @@ class StreamPane(Vertical, can_focus=True):
         if self.terminal is not None and not self._finalised:
             self._finalise(answer_view)
         self._draw_markdown(markdown, answer_view, deadline, visible)
+        self._ticks += 1
         if visible:
-            self._status.show(self._facts(now), now)
+            state = self.state_at(now)
+            if state != self._status_state or (self._ticks + self.number) % STATUS_EVERY == 0:
+                self._status_state = state
+                self._status.show(self._facts(now, state), now)
 
     def _flush(self, answer_view: StreamText) -> None:
         for field, parts in self._pending.items():
@@ -257,6 +266,8 @@ class StreamPane(Vertical, can_focus=True):
             return
         if not visible:
             return  # rendered when it comes into view
+        if self._finalised and self._showing_markdown and markdown.finished:
+            return  # the whole answer is on screen and will not change
         if not self._showing_markdown:
             markdown.fit_width(answer_view.scrollable_content_region.width)
         markdown.set_source(self._answer, final=self.terminal is not None)
@@ -268,8 +279,7 @@ class StreamPane(Vertical, can_focus=True):
         markdown.display = show
         answer_view.display = not show
 
-    def _facts(self, now: float) -> StatusFacts:
-        state = self.state_at(now)
+    def _facts(self, now: float, state: str) -> StatusFacts:
         return StatusFacts(
             state=state,
             metrics=self.run.metrics,

@@ -63,7 +63,7 @@ class StreamText(ScrollView, can_focus=False):
         self._rows: list[tuple[int, int, int]] = []  # (logical line, start, end) per screen row
         self._first_row: list[int] = []  # the first row of each logical line
         self._width = 0
-        self._cache: LRUCache[int, Strip] = LRUCache(256)
+        self._cache: LRUCache[int, Strip] = LRUCache(128)  # a maximised pane's rows, twice
 
     # -- content ----------------------------------------------------------------------------
 
@@ -161,13 +161,16 @@ class StreamText(ScrollView, can_focus=False):
 
     def render_line(self, y: int) -> Strip:
         row = self.scroll_offset.y + y
-        width = self.scrollable_content_region.width
-        base = self.rich_style
         strip = self._cache.get(row)
         if strip is None:
-            strip = self._render_row(row, base)
+            # The finished strip is cached, not the row before `crop_extend`: each `Strip` carries
+            # seven small caches, and the row would keep its cropped copy alive too. Fewer live
+            # objects make the garbage collector's full passes (event loop stopped) shorter.
+            base = self.rich_style
+            width = self.scrollable_content_region.width
+            strip = self._render_row(row, base).crop_extend(0, width, base)
             self._cache[row] = strip
-        return strip.crop_extend(0, width, base)
+        return strip
 
     def _render_row(self, row: int, base: Style) -> Strip:
         if row >= len(self._rows):
