@@ -1,6 +1,6 @@
 """The Textual app: the dashboard screen, the views over it, one clock, and a clean quit.
 
-`run_dashboard(settings, questions)` is what the CLI calls; it returns the exit code:
+`run_dashboard(session, questions)` is what the CLI calls; it returns the exit code:
 0, or 1 when a stream's last attempt failed, or 130 when quitting cancelled live streams.
 """
 
@@ -239,9 +239,9 @@ class StreamDashboard(App[int]):
                 yield SystemCommand(title, binding.tooltip or binding.description, callback)
 
 
-def run_dashboard(settings: Settings, questions: list[str]) -> int:
+def run_dashboard(session: StreamSession, questions: list[str]) -> int:
     """Run the dashboard full screen until the user quits; returns the process exit code."""
-    session = StreamSession(settings)
+    settings = session.settings
     history, recorder = begin_recording(session, settings.mode or "interactive", questions, sys.stderr)
     app = StreamDashboard(settings, questions, session=session)
     try:

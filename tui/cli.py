@@ -157,22 +157,26 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
     from tui.logs import send_logs_to_file
 
     send_logs_to_file()
-    if not headless:
-        from tui.app import run_dashboard
-
-        return run_dashboard(settings, questions)
-
-    from tui.headless import HeadlessRun
-    from tui.history import begin_recording
     from tui.report import parse_slo, report_format
     from tui.streaming.session import StreamSession
 
+    # Bad names, targets and models fail here, in one line, before a dashboard or a run starts.
     if args.report is not None:
-        report_format(args.report)  # a bad report name fails before the run, not after it
+        report_format(args.report)
     if settings.slo:
         parse_slo(settings.slo)
     session = StreamSession(settings)
     session.ensure_model()
+    if not headless:
+        from tui.app import run_dashboard
+
+        code = run_dashboard(session, questions)
+        _write_report(args, session)
+        return code
+
+    from tui.headless import HeadlessRun
+    from tui.history import begin_recording
+
     mode = _resolve_mode(settings, questions)
     history, recorder = begin_recording(session, mode, questions, sys.stderr)
     run = HeadlessRun(settings, questions, mode, output=args.output, session=session)
