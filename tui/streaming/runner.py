@@ -290,9 +290,8 @@ class StreamRun:
                             else:
                                 await self._take(value, texts, fault_after)
                         except (asyncio.CancelledError, InjectedFault) as exc:
-                            if watch.expired:
-                                raise
-                            interrupt = exc
+                            # A stall noticed just as an item arrived lands here too.
+                            interrupt = StreamStalled(timeout, True) if watch.expired else exc
                             task.cancel()
                             continue
                         watch.last = loop.time()
@@ -306,7 +305,7 @@ class StreamRun:
                 # asked for decides what this attempt raises, not what DSPy made of it.
                 if watch.expired:
                     task.uncancel()
-                if isinstance(interrupt, InjectedFault):
+                if isinstance(interrupt, InjectedFault | StreamStalled):
                     task.uncancel()
                 if task.cancelling():
                     raise asyncio.CancelledError() from None
