@@ -6,16 +6,14 @@ import logging
 import os
 from pathlib import Path
 
-from tui.streaming.faults import redact
+from tui.streaming.faults import hide_secrets
 
 
 class _RedactingFormatter(logging.Formatter):
+    """Keys never reach the log file; tracebacks keep their lines and indentation."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact_lines(super().format(record))
-
-
-def redact_lines(text: str) -> str:
-    return "\n".join(redact(line) for line in text.splitlines())
+        return hide_secrets(super().format(record))
 
 
 def log_path() -> Path:

@@ -1,7 +1,7 @@
 """Save a session as Markdown or JSON: questions, answers, partial answers per attempt, metrics, settings.
 
 Never keys: settings hold none (keys come from the environment), and every string is passed
-through the core's `redact`, which hides anything shaped like a key or bearer token.
+through the core's `hide_secrets`, which hides anything shaped like a key or bearer token.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from tui import __version__
 from tui.config import Settings
-from tui.streaming.faults import redact
+from tui.streaming.faults import hide_secrets
 from tui.streaming.metrics import RunSummary
 from tui.streaming.runner import StreamRun
 from tui.streaming.session import StreamSession
@@ -28,11 +28,11 @@ def default_path(now: datetime | None = None, suffix: str = ".md") -> Path:
 
 
 def _clean(value: Any) -> Any:
-    """JSON-safe and key-free: NaN becomes null, strings are redacted."""
+    """JSON-safe and key-free: NaN becomes null, keys in strings are hidden (text kept as is)."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, str):
-        return redact(value) if "\n" not in value else "\n".join(redact(line) for line in value.split("\n"))
+        return hide_secrets(value)
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -53,10 +53,14 @@ class FaultInfo:
     retry_after: float | None = None
 
 
+def hide_secrets(text: str) -> str:
+    """`text` with API keys and bearer tokens hidden, and nothing else changed."""
+    return _SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "…", text)
+
+
 def redact(text: str) -> str:
-    """Hide API keys and bearer tokens; fold control characters and newlines to one line."""
-    text = _SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "…", text)
-    return _CONTROL.sub(" ", text).strip()
+    """One line for a user: secrets hidden, control characters and newlines folded to spaces."""
+    return _CONTROL.sub(" ", hide_secrets(text)).strip()
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
