@@ -21,14 +21,13 @@ from tui.models.lm_factory import (
     build_lm,
     check_credentials,
     make_stream_listeners,
-    model_error_message,
     model_status_updates,
-    parse_failure_message,
     status_for_state,
 )
 from tui.models.local_engine import DEFAULT_MAX_TOKENS, AsyncLocalEngine, LocalEngine, ModelState
 from tui.models.plain_adapter import PlainAdapter, PlainStreamListener
 from tui.streaming.events import Status
+from tui.streaming.faults import classify
 
 SECRET = "sk-test-0123456789abcdef-must-never-show"
 KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
@@ -205,14 +204,16 @@ async def test_settings_for_a_small_model_behind_a_server_stream_real_answers(
 def test_failures_become_one_line() -> None:
     signature = dspy.Signature("question -> answer")
     parse_error = AdapterParseError(adapter_name="ChatAdapter", signature=signature, lm_response="Paris.")
+    plain_error = AdapterParseError(adapter_name="PlainAdapter", signature=signature, lm_response="Paris.")
     wrapped = LMUnexpectedError("engine failed")
     wrapped.__cause__ = ModelError("cannot load model file x.gguf: bad magic")
 
-    assert "--adapter plain" in parse_failure_message(parse_error)
-    assert "--adapter plain" not in parse_failure_message(parse_error, adapter="plain")
-    assert parse_failure_message(ValueError("other")) is None
-    assert model_error_message(wrapped) == "cannot load model file x.gguf: bad magic"
-    assert model_error_message(ValueError("other")) is None
+    assert "--adapter plain" in classify(parse_error).message
+    assert "--adapter plain" not in classify(plain_error).message
+    assert "--adapter plain" not in classify(ValueError("other")).message
+    assert classify(wrapped).message == "cannot load model file x.gguf: bad magic"
+    assert not classify(wrapped).retryable
+    assert classify(ValueError("other")).message == "ValueError: other"
 
 
 def test_truncated_replies_are_not_reported_to_the_screen(

@@ -12,7 +12,7 @@ import pytest
 
 from tui.config import Settings
 from tui.models.errors import ModelError
-from tui.models.lm_factory import build_lm, make_stream_listeners, model_error_message
+from tui.models.lm_factory import build_lm, make_stream_listeners
 from tui.models.local_engine import (
     EMBEDDED_MODEL_FILE,
     LocalModel,
@@ -21,6 +21,7 @@ from tui.models.local_engine import (
     shared_local_model,
 )
 from tui.models.plain_adapter import PlainAdapter
+from tui.streaming.faults import classify
 
 
 def test_embedded_model_ships_in_the_wheel(embedded_gguf: Path) -> None:
@@ -158,7 +159,7 @@ async def test_a_file_that_is_not_a_model_fails_with_one_line(
     with pytest.raises(Exception) as caught:
         await stream_question(program_for("predict"), lm, PlainAdapter(), "Hello?")
 
-    message = model_error_message(caught.value)
+    message = classify(caught.value).message
     assert message is not None and message.startswith("cannot load model file broken.gguf")
     assert "\n" not in message
 
@@ -169,6 +170,6 @@ async def test_a_question_longer_than_the_context_fails_with_one_line(
     with pytest.raises(Exception) as caught:
         await stream_question(program_for("predict"), local_lm, PlainAdapter(), "word " * 5000)
 
-    message = model_error_message(caught.value)
+    message = classify(caught.value).message
     assert message is not None and "context window" in message
     assert "\n" not in message

@@ -10,7 +10,7 @@ from dspy.streaming import StreamListener
 from dspy.utils.exceptions import AdapterParseError
 
 from tui.config import Settings
-from tui.models.lm_factory import build_lm, parse_failure_message
+from tui.models.lm_factory import build_lm
 from tui.models.plain_adapter import (
     FINAL_ANSWER_QUESTION,
     PROMPT_LINES,
@@ -19,6 +19,7 @@ from tui.models.plain_adapter import (
     PlainStreamListener,
     make_listener,
 )
+from tui.streaming.faults import classify
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -145,6 +146,6 @@ async def test_the_chat_adapter_fails_on_that_model_and_the_hint_says_plain(
     with pytest.raises(AdapterParseError) as caught:
         await stream_question(program_for("predict"), remote_lm, dspy.ChatAdapter(), QUESTIONS[0])
 
-    line = parse_failure_message(caught.value)
+    line = classify(caught.value).message
     assert line is not None and "--adapter plain" in line
     assert "\n" not in line

@@ -16,7 +16,7 @@ from typing import Any
 
 import dspy
 from dspy.streaming import StreamListener
-from dspy.utils.exceptions import AdapterParseError, LMError
+from dspy.utils.exceptions import LMError
 
 from tui.config import Settings
 from tui.models.errors import ModelError
@@ -173,38 +173,6 @@ def model_status_updates(on_status: Callable[[Status], None]) -> Iterator[None]:
     """
     with watch_model_state(lambda state: on_status(status_for_state(state))):
         yield
-
-
-PARSE_FAILURE_HINT = (
-    "the model did not answer in DSPy's field format (AdapterParseError): try --adapter plain"
-)
-
-
-def parse_failure_message(error: BaseException, adapter: str = "chat") -> str | None:
-    """The one line for a reply the adapter could not parse, or None when `error` is something else."""
-    for cause in _causes(error):
-        if isinstance(cause, AdapterParseError):
-            if adapter == "plain":
-                return f"the model's reply could not be read: {_first_line(cause)}"
-            return PARSE_FAILURE_HINT
-    return None
-
-
-def model_error_message(error: BaseException) -> str | None:
-    """The line of a ModelError anywhere in `error`'s causes (DSPy wraps engine errors in its own)."""
-    for cause in _causes(error):
-        if isinstance(cause, ModelError):
-            return str(cause)
-    return None
-
-
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 def _first_line(error: BaseException) -> str:
