@@ -22,6 +22,7 @@ from textual.screen import Screen
 
 from tui.config import Settings
 from tui.demo import DEMO_QUESTIONS, DEMO_TIPS
+from tui.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from tui.history import begin_recording
 from tui.screens.aggregate import AggregateScreen
 from tui.screens.dashboard import DashboardScreen
@@ -37,7 +38,6 @@ from tui.widgets.sanitize import one_line
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 TICK_HZ = 10.0  # panes and status lines are redrawn at this rate, whatever the token rate
 MERGE_WINDOW_S = 0.5  # the merged view gathers each stream's text over this long into one line
 THROUGHPUT_SAMPLES = 600  # ten minutes of the summary's sparkline

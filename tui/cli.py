@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from tui.config import ADAPTERS, MODES, PROGRAMS, ConfigError, Settings, load_settings
+from tui.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 
 if TYPE_CHECKING:
     from tui.headless import HeadlessRun
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import IO
 
 from tui.config import Settings
+from tui.exit_codes import EXIT_FAILED, EXIT_OK
 from tui.streaming.aggregate import merge_streams
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, Token
 from tui.streaming.runner import StreamRun
 from tui.streaming.safe_text import visible
 from tui.streaming.session import StreamSession
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class TaggedWriter:

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from tui.config import ConfigError
+from tui.exit_codes import EXIT_OK, EXIT_USAGE
 from tui.history import HistoryError, RunEntry, RunHistory, StoredRun, StoredStream, default_history_path
 from tui.report import DISTRIBUTION_STATS, DISTRIBUTIONS
 from tui.streaming.safe_text import visible
-
-EXIT_OK, EXIT_USAGE = 0, 2
 
 
 class _Parser(argparse.ArgumentParser):
