@@ -20,9 +20,15 @@ class Token:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """A lifecycle note: "queued", "loading model", "streaming", a DSPy status message."""
+    """A note about the stream: its own state, or what the program is doing.
+
+    `kind` is `state` for the stream's lifecycle ("queued", "loading model", "streaming"),
+    `tool` for a tool call or its result, `stage` for a module starting or ending: the
+    latter two make a program's timeline.
+    """
 
     message: str
+    kind: str = "state"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,10 +55,19 @@ def default_listeners(program: dspy.Module, adapter: Any) -> list[StreamListener
 
 @dataclass(frozen=True)
 class StreamJob:
-    """One question to stream, and the stream's place among its siblings."""
+    """One question to stream, and the stream's place among its siblings.
+
+    `question` is the text shown for the stream; `inputs` maps each of the program's input
+    fields to its value (empty: the program's one input field is `question`).
+    """
 
     question: str
     stream_id: int = 0
+    inputs: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def program_inputs(self) -> dict[str, str]:
+        return dict(self.inputs) if self.inputs else {"question": self.question}
 
 
 @dataclass
@@ -277,7 +286,7 @@ class StreamRun:
         watch = _StallWatch(loop, task, timeout)
         engine_states = self._status_updates(self._note_status) if self._status_updates else nullcontext()
         with dspy.context(lm=self.lm, adapter=self.adapter), engine_states:
-            stream = streaming_program(question=self.job.question)
+            stream = streaming_program(**self.job.program_inputs)
             try:
                 try:
                     async for value in stream:
