@@ -483,6 +483,7 @@ class RunRecorder:
 
     def record_on_end(self, run: StreamRun) -> None:
         """Store `run` the moment its producer ends, whoever consumes it (this starts the stream)."""
+        self._recorded.discard(run.job.stream_id)  # a re-run: the stream is live again
 
         def store(_task: object) -> None:
             try:

@@ -111,6 +111,8 @@ class StreamFigures:
     lm_ttft: float | None = None
     cache_hit: bool = False
     queue_fill_max: int = 0
+    finish_reason: str | None = None  # the LM's: "length" when cut by the token limit
+    queue_time: float = 0.0  # waiting for a turn on the model, not part of TTFT
     generated_text: str = ""
     error: str = ""
 
@@ -140,6 +142,8 @@ class StreamFigures:
             lm_ttft=m.lm_ttft,
             cache_hit=m.cache_hit,
             queue_fill_max=m.queue_fill_max,
+            finish_reason=m.finish_reason,
+            queue_time=m.queue_time,
             generated_text=run.record.text,
             error=m.error or run.record.error,
         )
@@ -234,6 +238,8 @@ def per_request_lists(streams: Sequence[StreamFigures], slo: Mapping[str, float]
         "field_ttfts": [s.field_ttfts for s in streams],
         "lm_ttfts": [s.lm_ttft for s in streams],
         "queue_fill_max": [s.queue_fill_max for s in streams],
+        "finish_reasons": [s.finish_reason for s in streams],
+        "queue_times": [s.queue_time for s in streams],
     }
     if slo:
         lists["slo_met"] = [s.meets(slo) for s in streams]
@@ -325,6 +331,8 @@ def stream_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             "queue_fill_max": report["queue_fill_max"][i],
         }
         row["lm_ttft_ms"] = _ms(report["lm_ttfts"][i])
+        row["queue_time_ms"] = _ms(report.get("queue_times", [None] * (i + 1))[i])
+        row["finish_reason"] = report.get("finish_reasons", [None] * (i + 1))[i]
         for name in fields:
             row[f"{name}_ttft_ms"] = _ms(report["field_ttfts"][i].get(name))
         if "slo_met" in report:
@@ -388,7 +396,8 @@ def progress_record(session: StreamSession, elapsed: float) -> dict[str, Any]:
     metrics = [run.metrics for run in session.runs]
     done = [m for m in metrics if m.state == "done"]
     tokens = sum(m.tokens for m in done)
-    ttft = Distribution.of(m.ttft for m in done).as_dict(1000)
+    # Every stream with a first token, as on the dashboard: a long run has TTFTs before any ends.
+    ttft = Distribution.of(m.ttft for m in metrics).as_dict(1000)
     record: dict[str, Any] = {
         "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
         "elapsed_s": round(elapsed, 3),

@@ -65,6 +65,7 @@ def stream_dict(run: StreamRun) -> dict[str, Any]:
         "stream": run.job.stream_id,
         "question": record.question,
         "state": run.metrics.state,
+        "truncated": run.metrics.truncated,
         "answer": record.field_text("answer"),
         "fields": dict(record.current),
         "error": record.error,
@@ -126,7 +127,8 @@ def session_markdown(data: dict[str, Any]) -> str:
             value = _spread(value)
         out.append(f"| {name} | {_figure(value)} |")
     for stream in data["streams"]:
-        out += ["", f"## Stream {stream['stream']}: {stream['state']}", "", "**Question**", ""]
+        state = stream["state"] + (", truncated at the token limit" if stream.get("truncated") else "")
+        out += ["", f"## Stream {stream['stream']}: {state}", "", "**Question**", ""]
         out += [_quote(stream["question"]), ""]
         if stream["fields"].get("reasoning"):
             out += ["**Reasoning**", "", stream["fields"]["reasoning"], ""]

@@ -67,6 +67,7 @@ Faults (``Behaviour`` fields; "after k tokens" counts SSE content events, marker
 * ``tokens_per_s`` / ``token_delay``: pacing; ``first_token_delay`` (after the response head)
   and ``response_delay`` (before it, for errors too).
 * ``text`` / ``fields``: custom answer text (Rich markup, escape sequences: all JSON-escaped).
+* ``finish_reason``: the last chunk's reason, "stop" unless set ("length": cut by the token limit).
 
 Every request is recorded in ``server.requests`` (:class:`RecordedRequest`): body, JSON, model,
 timestamps (``time.monotonic()``), tokens and text sent, outcome, and ``disconnected_at`` when the
@@ -173,6 +174,7 @@ class Behaviour:
     stall_timeout: float = 60.0
     malformed_after: int | None = None
     error_event_after: int | None = None
+    finish_reason: str = "stop"  # "length": the answer was cut by the token limit
 
     @property
     def delay(self) -> float:
@@ -888,7 +890,7 @@ class OpenAIServer:
             record.tokens_sent += 1
             sent_text.append(tokens[position])
         record.text_sent = "".join(sent_text)
-        tail = _sse(prefix + b'{},"finish_reason":"stop"}]}')
+        tail = _sse(prefix + b'{},"finish_reason":' + _json_str(behaviour.finish_reason) + b"}]}")
         options = body.get("stream_options")
         if behaviour.usage and isinstance(options, dict) and options.get("include_usage"):
             usage = self._usage(body, len(tokens))
@@ -1015,12 +1017,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens-per-s", type=float, default=None)
     parser.add_argument("--first-token-delay", type=float, default=0.0)
     parser.add_argument("--text", default=None)
+    parser.add_argument("--finish-reason", default="stop", help='"length": answers cut by the token limit')
     args = parser.parse_args(argv)
     default = Behaviour(
         tokens=args.tokens,
         tokens_per_s=args.tokens_per_s,
         first_token_delay=args.first_token_delay,
         text=args.text,
+        finish_reason=args.finish_reason,
     )
     server = OpenAIServer(default, host=args.host, port=args.port)
     # Benchmarks can make many requests; a long-running server keeps no history.

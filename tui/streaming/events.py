@@ -24,11 +24,13 @@ class Status:
 
     `kind` is `state` for the stream's lifecycle ("queued", "loading model", "streaming"),
     `tool` for a tool call or its result, `stage` for a module starting or ending: the
-    latter two make a program's timeline.
+    latter two make a program's timeline. `ahead`, with "queued" from the embedded model, is
+    how many streams the model serves before this one.
     """
 
     message: str
     kind: str = "state"
+    ahead: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

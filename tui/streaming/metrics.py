@@ -1,7 +1,11 @@
 """Per-stream and run-wide figures, named and defined as vLLM's `bench serve` defines them.
 
 - TTFT (time to first token): first streamed token of the delivered attempt minus the
-  stream's start, so the wait through retries counts, as a user feels it.
+  stream's start, so the wait through retries counts, as a user feels it; the wait for a
+  turn on the model (the embedded model serves one stream at a time) does not: it is the
+  queue time, reported apart as vLLM reports a request's client-side queue time.
+- Queue time: how long a stream waited for its turn (the session's concurrency limit, the
+  embedded model busy with other streams), before and between attempts.
 - ITL (inter-token latency): every gap between two consecutive tokens of the delivered attempt.
 - TPOT (time per output token): (e2e - TTFT) / (tokens - 1), the first token excluded.
 - E2EL (end-to-end latency): the terminal event minus the stream's start.
@@ -21,6 +25,9 @@ from dataclasses import dataclass, field
 
 Clock = Callable[[], float]
 LIVE_WINDOW_S = 1.0
+# A rate over fewer tokens, or a shorter window, says nothing (3 tokens in 0.2 ms: "9,955 tok/s").
+MIN_RATE_TOKENS = 5
+MIN_RATE_WINDOW_S = 0.25
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -49,11 +56,16 @@ class StreamMetrics:
     state: str = "queued"
     error: str = ""
     cache_hit: bool = False
+    finish_reason: str | None = None  # the LM's, for the delivered attempt: "stop", "length", ...
+    queue_time: float = 0.0
+    queue_ahead: int | None = None  # streams ahead of this one while it waits for the model
     queue_fill: int = 0
     queue_fill_max: int = 0
     itls: list[float] = field(default_factory=list)
     field_ttfts: dict[str, float] = field(default_factory=dict)
     _recent: deque[float] = field(default_factory=deque, repr=False)
+    _waiting_since: float | None = field(default=None, repr=False)
+    _waited_since_start: float = field(default=0.0, repr=False)
 
     def start(self) -> None:
         self.started_at = self.clock()
@@ -67,6 +79,7 @@ class StreamMetrics:
         self.attempt_started_at = now
         self.attempts += 1
         self.first_token_at = self.last_token_at = self.lm_first_chunk_at = None
+        self.finish_reason = None
         self.tokens = 0
         self.itls.clear()
         self.field_ttfts.clear()
@@ -90,6 +103,40 @@ class StreamMetrics:
         if self.lm_first_chunk_at is None:
             self.lm_first_chunk_at = self.clock()
 
+    def begin_wait(self, ahead: int | None = None) -> None:
+        """The stream waits for its turn; `ahead` streams are before it (None: not known)."""
+        if self._waiting_since is None:
+            self._waiting_since = self.clock()
+        self.queue_ahead = ahead
+
+    def end_wait(self) -> None:
+        """Its turn came: the wait goes into `queue_time`, and out of TTFT once the stream started."""
+        if self._waiting_since is None:
+            return
+        now = self.clock()
+        waited = now - self._waiting_since
+        self.queue_time += waited
+        if self.started_at is not None:
+            self._waited_since_start += now - max(self._waiting_since, self.started_at)
+        self._waiting_since = None
+        self.queue_ahead = None
+
+    @property
+    def waiting(self) -> bool:
+        return self._waiting_since is not None
+
+    @property
+    def truncated(self) -> bool:
+        """The answer was cut by the token limit."""
+        return self.finish_reason == "length"
+
+    def silence(self) -> float | None:
+        """Seconds since the last token (or the attempt's start) while streaming; None otherwise."""
+        if self.ended_at is not None or self.waiting:
+            return None
+        since = self.last_token_at if self.last_token_at is not None else self.attempt_started_at
+        return None if since is None else self.clock() - since
+
     def record_queue_fill(self, size: int) -> None:
         self.queue_fill = size
         self.queue_fill_max = max(self.queue_fill_max, size)
@@ -103,14 +150,14 @@ class StreamMetrics:
     def ttft(self) -> float | None:
         if self.first_token_at is None or self.started_at is None:
             return None
-        return self.first_token_at - self.started_at
+        return self.first_token_at - self.started_at - self._waited_since_start
 
     @property
     def lm_ttft(self) -> float | None:
         """The LM's own first chunk; TTFT minus this is adapter and listener overhead."""
         if self.lm_first_chunk_at is None or self.started_at is None:
             return None
-        return self.lm_first_chunk_at - self.started_at
+        return self.lm_first_chunk_at - self.started_at - self._waited_since_start
 
     @property
     def e2e(self) -> float | None:
@@ -132,6 +179,20 @@ class StreamMetrics:
             return None
         window = self.last_token_at - self.first_token_at
         return (self.tokens - 1) / window if window > 0 else None
+
+    def shown_tokens_per_s(self) -> float | None:
+        """The rate a screen shows: the last second's while streaming, the whole stream's once ended.
+
+        None until it means something: a few tokens, or a few in a burst, make no rate.
+        """
+        if self.tokens < MIN_RATE_TOKENS or self.first_token_at is None:
+            return None
+        if self.ended_at is None:
+            return (
+                self.live_tokens_per_s() if self.clock() - self.first_token_at >= MIN_RATE_WINDOW_S else None
+            )
+        last = self.last_token_at if self.last_token_at is not None else self.first_token_at
+        return self.tokens_per_s if last - self.first_token_at >= MIN_RATE_WINDOW_S else None
 
     def live_tokens_per_s(self) -> float:
         """Tokens in the last second (zero once a stream has gone quiet)."""
@@ -162,6 +223,8 @@ class StreamMetrics:
             "itl_p95_s": self.itl_p95,
             "queue_fill_max": self.queue_fill_max,
             "cache_hit": self.cache_hit,
+            "finish_reason": self.finish_reason,
+            "queue_time_s": self.queue_time,
             "field_ttfts_s": dict(self.field_ttfts),
             "error": self.error,
         }

@@ -204,8 +204,10 @@ class StreamRun:
         try:
             if self._limiter is not None:
                 if self._limiter.locked():
+                    self.metrics.begin_wait()
                     await self._put(Status("queued"))
                 async with self._limiter:
+                    self.metrics.end_wait()
                     self.metrics.start()
                     prediction, cache_hit = await self._with_retries()
             else:
@@ -270,7 +272,7 @@ class StreamRun:
         streaming_program = dspy.streamify(program, stream_listeners=listeners, is_async_program=True)
         self.metrics.start_attempt()
         texts: dict[str, str] = {}
-        self.record.attempts.append(AttemptRecord(self.metrics.attempts, texts))
+        self.record.attempts.append(AttemptRecord(len(self.record.attempts) + 1, texts))
         fault_after = self._planned_fault()
         prediction = None
         timeout = self.settings.timeout
@@ -346,6 +348,10 @@ class StreamRun:
         """A state change from the engine; dropped when the queue is full, the next one replaces it."""
         if status.message != "streaming":
             self.metrics.state = status.message
+        if status.message == "queued":
+            self.metrics.begin_wait(status.ahead)
+        else:
+            self.metrics.end_wait()
         if not self.queue.full():
             self.queue.put_nowait(status)
 
@@ -372,6 +378,10 @@ class StreamRun:
             # An adapter's own chunks (the plain adapter's field markers) carry no id or model.
             if getattr(chunk, "id", None) is not None or getattr(chunk, "model", None) is not None:
                 metrics.record_lm_chunk()
+            for choice in getattr(chunk, "choices", None) or ():
+                reason = getattr(choice, "finish_reason", None)
+                if reason:
+                    metrics.finish_reason = str(reason)  # "length": cut by the token limit
             return receive(chunk)
 
         listener.receive = timed_receive  # type: ignore[method-assign]

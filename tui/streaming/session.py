@@ -56,13 +56,40 @@ class StreamSession:
         question = question.strip()
         if not question:
             raise EmptyQuestion()
+        run = self._make_run(StreamJob(question, stream_id=len(self.runs) + 1))
+        self.runs.append(run)
+        if self.on_new_run is not None:
+            self.on_new_run(run)
+        return run
+
+    def rerun(self, earlier: StreamRun) -> StreamRun:
+        """Ask `earlier`'s question again as the same stream: the new run takes its place and number.
+
+        The earlier run is cancelled if still going; its attempts stay in the new run's record,
+        so a saved session keeps them, while every count sees one outcome per stream.
+        """
+        run = self._make_run(earlier.job)
+        if earlier.terminal is None and earlier.record.attempts and not earlier.record.attempts[-1].error:
+            earlier.record.attempts[-1].error = "cancelled: asked again"
+        earlier.cancel()
+        run.record.attempts = list(earlier.record.attempts)
+        index = next((i for i, r in enumerate(self.runs) if r is earlier), None)
+        if index is None:
+            self.runs.append(run)
+        else:
+            self.runs[index] = run
+        if self.on_new_run is not None:
+            self.on_new_run(run)
+        return run
+
+    def _make_run(self, job: StreamJob) -> StreamRun:
         self.ensure_model()
         if self._limiter is None:
             self._limiter = asyncio.Semaphore(self.settings.concurrency)
         if self.started_at is None:
             self.started_at = time.monotonic()
-        run = StreamRun(
-            StreamJob(question, stream_id=len(self.runs) + 1),
+        return StreamRun(
+            job,
             self.settings,
             self._lm,
             self._adapter,
@@ -72,10 +99,6 @@ class StreamSession:
             listener_factory=make_stream_listeners,
             status_updates=model_status_updates,
         )
-        self.runs.append(run)
-        if self.on_new_run is not None:
-            self.on_new_run(run)
-        return run
 
     def summary(self) -> RunSummary:
         duration = time.monotonic() - self.started_at if self.started_at is not None else 0.0
