@@ -171,7 +171,10 @@ def model_status_updates(on_status: Callable[[Status], None]) -> Iterator[None]:
     Wrap the consumption of one stream in it; `on_status` runs on the consuming thread (the
     event loop for async programs). Hosted models report nothing through it.
     """
-    with watch_model_state(lambda state: on_status(status_for_state(state))):
+    with watch_model_state(
+        lambda state: on_status(status_for_state(state)),
+        on_queue=lambda ahead: on_status(Status("queued", ahead=ahead)),
+    ):
         yield
 
 

@@ -76,23 +76,37 @@ class ModelState(StrEnum):
 
 
 StateListener = Callable[[ModelState], None]
+QueueListener = Callable[[int], None]  # called with how many jobs the model serves before this one
 _state_listener: contextvars.ContextVar[StateListener | None] = contextvars.ContextVar(
     "local_model_state_listener", default=None
+)
+_queue_listener: contextvars.ContextVar[QueueListener | None] = contextvars.ContextVar(
+    "local_model_queue_listener", default=None
 )
 
 
 @contextlib.contextmanager
-def watch_model_state(listener: StateListener) -> Iterator[None]:
+def watch_model_state(listener: StateListener, *, on_queue: QueueListener | None = None) -> Iterator[None]:
     """Call `listener(state)` for every local-model request made inside this block.
 
-    It is called on the thread that consumes the stream (the event loop for async programs),
-    so it may touch asyncio objects directly.
+    With `on_queue`, a queued request calls `on_queue(ahead)` instead of `listener(QUEUED)`, at
+    first and again each time its place in the queue moves. Both are called on the thread that
+    consumes the stream (the event loop for async programs), so they may touch asyncio objects.
     """
     token = _state_listener.set(listener)
+    queue_token = _queue_listener.set(on_queue)
     try:
         yield
     finally:
+        _queue_listener.reset(queue_token)
         _state_listener.reset(token)
+
+
+def _tell(listener: StateListener | None, on_queue: QueueListener | None, event: _StateChanged) -> None:
+    if event.state is ModelState.QUEUED and on_queue is not None:
+        on_queue(event.ahead)
+    elif listener is not None:
+        listener(event.state)
 
 
 def embedded_model_path() -> Path:
@@ -126,6 +140,7 @@ def model_path_for(model: str) -> Path:
 @dataclass(frozen=True, slots=True)
 class _StateChanged:
     state: ModelState
+    ahead: int = 0  # with QUEUED: the jobs the model serves before this one, the running one included
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +173,7 @@ class GenerationJob:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     stop_requested: threading.Event = field(default_factory=threading.Event)
+    place: int = 0  # while queued: the jobs before it, the running one included
 
     def cancel(self) -> None:
         self.stop_requested.set()
@@ -191,6 +207,7 @@ class LocalModel:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
+        self._waiting: list[GenerationJob] = []  # queued jobs in order, each told its place
         self._running: GenerationJob | None = None
         self._worker: threading.Thread | None = None
         self._llama: Any = None
@@ -223,7 +240,9 @@ class LocalModel:
             self._pending += 1
             if self._pending > 1:
                 # Told before the job is queued, so "queued" always precedes the worker's own events.
-                deliver(_StateChanged(ModelState.QUEUED))
+                job.place = self._pending - 1
+                deliver(_StateChanged(ModelState.QUEUED, job.place))
+                self._waiting.append(job)
             self._jobs.put(job)
         return job
 
@@ -250,6 +269,11 @@ class LocalModel:
         while (job := self._jobs.get()) is not None:
             with self._lock:
                 self._running = job
+                self._waiting = [waiting for waiting in self._waiting if waiting is not job]
+                for place, waiting in enumerate(self._waiting, start=1):
+                    if waiting.place != place:
+                        waiting.place = place
+                        waiting.deliver(_StateChanged(ModelState.QUEUED, place))
             try:
                 if self._closing:
                     job.deliver(_Failed(LocalModelError("the local model was shut down")))
@@ -430,15 +454,14 @@ class LocalEngine:
                     yield _end_event(event)
 
     def _events(self, request: Request) -> Iterator[_Text | _Finished]:
-        listener = _state_listener.get()
+        listener, on_queue = _state_listener.get(), _queue_listener.get()
         inbox: queue.SimpleQueue[_JobEvent] = queue.SimpleQueue()
         job = _submit(self, request, inbox.put)
         try:
             while True:
                 event = inbox.get()
                 if isinstance(event, _StateChanged):
-                    if listener is not None:
-                        listener(event.state)
+                    _tell(listener, on_queue, event)
                 elif isinstance(event, _Failed):
                     raise event.error
                 else:
@@ -485,7 +508,7 @@ class AsyncLocalEngine:
                     yield _end_event(event)
 
     async def _events(self, request: Request) -> AsyncIterator[_Text | _Finished]:
-        listener = _state_listener.get()
+        listener, on_queue = _state_listener.get(), _queue_listener.get()
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[_JobEvent] = asyncio.Queue()
 
@@ -499,8 +522,7 @@ class AsyncLocalEngine:
             while True:
                 event = await inbox.get()
                 if isinstance(event, _StateChanged):
-                    if listener is not None:
-                        listener(event.state)
+                    _tell(listener, on_queue, event)
                 elif isinstance(event, _Failed):
                     raise event.error
                 else:
