@@ -1,4 +1,4 @@
-"""The embedded model serves one stream at a time: a waiting stream knows its place, and the wait is not TTFT."""
+"""The embedded model serves one stream at a time: a waiting stream knows its place; the wait is no TTFT."""
 
 from __future__ import annotations
 
