@@ -251,3 +251,28 @@ def test_history_errors_are_one_line_and_exit_2(
     assert code == 2 and out == ""
     assert err.startswith("dspy-stream: error: ") and message in err
     assert err.count("\n") == 1
+
+
+async def test_an_interrupted_run_lists_the_tokens_it_streamed_and_no_mode_none(
+    openai_server: OpenAIServer, tmp_path: Path
+) -> None:
+    openai_server.reset(Behaviour(tokens=400, tokens_per_s=200))
+    session = make_session(openai_server)
+    path = tmp_path / "history.sqlite3"
+    history = RunHistory(path)
+    recorder = history.begin_run(session, mode="interactive", questions=["slow"])
+    run = session.new_run("slow")
+    recorder.record_on_end(run)
+    await openai_server.until(lambda: any(r.tokens_sent > 40 for r in openai_server.completions))
+    recorder.finish(interrupted=True)
+    streamed = run.metrics.tokens
+    run.cancel()
+    await run.wait()
+    history.close()
+
+    code, out, _ = history_cli("--db", str(path))
+    row = out.splitlines()[1].split()
+    assert code == 0 and "interrupted" in row
+    assert streamed > 0 and str(streamed) in row, "the TOKENS column shows what the run streamed"
+    code, out, _ = history_cli("show", "last", "--db", str(path))
+    assert "mode = None" not in out and "mode = 'interactive'" in out

@@ -179,12 +179,25 @@ def format_list(entries: Sequence[RunEntry]) -> str:
                 str(e.streams),
                 str(e.states.get("done", 0)),
                 str(e.states.get("failed", 0)),
-                format_number(s.get("total_output_tokens")),
+                format_number(_tokens_of(e.status, s)),
                 format_number(s.get("duration")),
                 format_number(s.get("output_throughput")),
             )
         )
     return _table(rows, right={0, 5, 6, 7, 8, 9, 10})
+
+
+def _tokens_of(status: str, summary: dict) -> object:
+    """An interrupted run has few or no completed streams: show what it streamed."""
+    if status != "finished" and summary.get("streamed_output_tokens") is not None:
+        return summary["streamed_output_tokens"]
+    return summary.get("total_output_tokens")
+
+
+def _setting(name: str, value: object, mode: str | None) -> str:
+    if name == "mode" and value is None:
+        return repr(mode or "interactive")  # no --mode: the interactive dashboard
+    return "(not set)" if value is None else repr(value)
 
 
 def _header(run: StoredRun) -> str:
@@ -198,7 +211,7 @@ def _header(run: StoredRun) -> str:
 
 def format_run(run: StoredRun) -> str:
     parts = [_header(run), "\nsettings\n"]
-    parts += [f"  {name} = {value!r}\n" for name, value in run.settings.items()]
+    parts += [f"  {name} = {_setting(name, value, run.entry.mode)}\n" for name, value in run.settings.items()]
     parts.append("\nfigures\n")
     figures = dict(run.figures())
     spread = [("figure", *DISTRIBUTION_STATS)]
@@ -226,7 +239,7 @@ def _format_stream(stream: StoredStream) -> str:
     facts = [stream.state]
     if f is not None:
         facts.append(f"{f.attempts} attempt{'s' if f.attempts != 1 else ''}")
-        facts.append(f"{f.output_len} tokens")
+        facts.append(f"{f.output_len} token{'s' if f.output_len != 1 else ''}")
         if f.ttft is not None:
             facts.append(f"ttft {f.ttft * 1000:.1f} ms")
         if f.e2el is not None:

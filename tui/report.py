@@ -196,6 +196,9 @@ def summary_figures(
         "cancelled": states["cancelled"],
         "interrupted": len(streams) - len(done) - states["failed"] - states["cancelled"],
         "total_output_tokens": total_tokens,
+        # Every stream's tokens, ended or not: what an interrupted run had streamed.
+        "streamed_output_tokens": sum(s.output_len for s in streams),
+        "truncated": sum(s.finish_reason == "length" for s in done),
         "request_throughput": per_second(len(done)),
         "request_goodput": per_second(sum(s.meets(slo) for s in done)) if slo else None,
         "output_throughput": per_second(total_tokens),
