@@ -239,3 +239,11 @@ def test_report_is_written_as_json(tmp_path, openai_server):
     assert result.returncode == 0, result.stderr
     data = json.loads(report.read_text())
     assert data["completed"] == 2 and data["num_prompts"] == 2
+
+
+def test_help_names_the_history_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tui", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0
+    assert "dspy-stream history show RUN" in result.stdout

@@ -27,7 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="dspy-stream",
         description="Stream token-by-token answers from DSPy programs, in a dashboard or headless.",
-        epilog="Settings also come from a TOML config file and DSPY_STREAM_* environment variables.",
+        epilog="Settings also come from a TOML config file and DSPY_STREAM_* environment variables.\n\n"
+        "Past runs:\n"
+        "  dspy-stream history               list the runs kept in the history\n"
+        "  dspy-stream history show RUN      one run's settings, figures and answers\n"
+        "  dspy-stream history compare A B   two runs side by side",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("questions", nargs="*", metavar="QUESTION", help="questions to ask")
     p.add_argument(
