@@ -50,7 +50,9 @@ async def test_submit_streams_the_answer_into_a_new_pane(make_app, openai_server
         assert pane.answer == ANSWER
         assert pane.query_one(".answer-text", StreamText).text == ANSWER
         assert pane.query_one(MarkdownView).display  # an ended answer is shown as Markdown
-        assert [worker.name for worker in app.workers if worker.group == "stream"] in ([], ["stream-1"])
+        # The stream's worker ends with its stream and leaves nothing behind.
+        await wait_until(pilot, lambda: not [w for w in app.workers if w.group == "stream"], timeout=5)
+        assert [worker.name for worker in app.workers] == []
 
 
 async def test_submit_while_streaming_starts_a_second_stream(make_app, openai_server: OpenAIServer):
@@ -133,7 +135,51 @@ async def test_retry_after_a_failure_streams_again_in_the_same_pane(make_app, op
         await settle(pilot)
         assert pane.answer == ANSWER
         assert not pane.query_one(".error-line").display
-        assert len(app.session.runs) == 2
+        # The re-run replaces the failure everywhere: one pane, one stream, its attempts kept.
+        (run,) = app.session.runs
+        assert run is pane.run and run.job.stream_id == pane.number == 1
+        assert [a.error != "" for a in run.record.attempts] == [True, False]
+        summary = app.session.summary()
+        assert (summary.streams, summary.completed, summary.failed, summary.error_rate) == (1, 1, 0, 0.0)
+        assert app.exit_code() == 0
+        bar = str(app.dashboard.query_one("#global-status").render())
+        assert "1 done" in bar and "failed" not in bar.replace("0 failed", "")
+
+
+async def test_a_re_run_of_a_cancelled_stream_is_counted_once_and_saved_under_its_number(
+    make_app, openai_server: OpenAIServer, tmp_path
+):
+    openai_server.reset(Behaviour(tokens=400, tokens_per_s=100))
+    app = make_app(["What is Rust?", "What is Python?"])
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(panes(app)) == 2)
+        first, second = panes(app)
+        await pilot.press("f6")
+        assert app.dashboard.current_pane is second
+        await wait_until(pilot, lambda: len(second.answer) > 10)
+        await pilot.press("ctrl+g")
+        await wait_until(pilot, lambda: not second.live)
+        openai_server.reset(Behaviour(text=ANSWER))
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: isinstance(second.terminal, Done))
+        await wait_until(pilot, all_ended(app))
+        await settle(pilot)
+        assert [run.job.stream_id for run in app.session.runs] == [1, 2]
+        assert [run.metrics.state for run in app.session.runs] == ["done", "done"]
+        summary = app.session.summary()
+        assert (summary.streams, summary.completed, summary.cancelled) == (2, 2, 0)
+        bar = str(app.dashboard.query_one("#global-status").render())
+        assert "2 done" in bar and "1 cancelled" not in bar
+        await pilot.press("ctrl+s")
+        app.screen.query_one("#save-path").value = str(tmp_path / "session.json")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: (tmp_path / "session.json").exists())
+    saved = json.loads((tmp_path / "session.json").read_text())
+    assert [stream["stream"] for stream in saved["streams"]] == [1, 2]
+    attempts = saved["streams"][1]["attempts"]
+    assert [a["attempt"] for a in attempts] == [1, 2]
+    assert attempts[0]["error"].startswith("cancelled") and attempts[0]["text"]["answer"]
+    assert attempts[1]["text"]["answer"] == ANSWER
 
 
 async def test_close_pane_cancels_its_stream(make_app, openai_server: OpenAIServer):

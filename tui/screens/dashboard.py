@@ -69,7 +69,6 @@ class DashboardScreen(Screen[None]):
         self.batch = batch
         self.blink = blink
         self.current_pane: StreamPane | None = None
-        self._numbers = 0
         self._started_at: float | None = None
         self._grid: PaneGrid | None = None
         self._status_bar: GlobalStatusBar | None = None
@@ -135,11 +134,10 @@ class DashboardScreen(Screen[None]):
         run.metrics.clock = self.clock  # the dashboard's clock, so tests can freeze every figure
         if self._started_at is None:
             self._started_at = self.clock()
-        self._numbers += 1
         settings = self.settings
         return StreamPane(
             run,
-            self._numbers,
+            run.job.stream_id,  # the pane's number is the stream's, in the saved session too
             program=settings.program,
             max_attempts=settings.max_retries + 1,
             buffer_size=settings.buffer_size,
@@ -215,7 +213,7 @@ class DashboardScreen(Screen[None]):
         if pane is None:
             return
         try:
-            run = self.session.new_run(pane.question)
+            run = self.session.rerun(pane.run)  # the same stream again: one pane, one outcome
         except (EmptyQuestion, ModelError) as error:
             self.notify(one_line(str(error)), severity="error", markup=False)
             return

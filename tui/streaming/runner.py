@@ -214,6 +214,8 @@ class StreamRun:
                 self.metrics.start()
                 prediction, cache_hit = await self._with_retries()
         except asyncio.CancelledError:
+            if self.record.attempts and not self.record.attempts[-1].error:
+                self.record.attempts[-1].error = "cancelled"
             self._end(Cancelled(self.record.text))
         except Exception as exc:
             info = classify(exc)

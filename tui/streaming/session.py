@@ -70,7 +70,7 @@ class StreamSession:
         """
         run = self._make_run(earlier.job)
         if earlier.terminal is None and earlier.record.attempts and not earlier.record.attempts[-1].error:
-            earlier.record.attempts[-1].error = "cancelled: asked again"
+            earlier.record.attempts[-1].error = "cancelled: asked again"  # before its cancel lands
         earlier.cancel()
         run.record.attempts = list(earlier.record.attempts)
         index = next((i for i, r in enumerate(self.runs) if r is earlier), None)
