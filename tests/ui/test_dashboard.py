@@ -153,7 +153,7 @@ async def test_a_re_run_of_a_cancelled_stream_is_counted_once_and_saved_under_it
     app = make_app(["What is Rust?", "What is Python?"])
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: len(panes(app)) == 2)
-        first, second = panes(app)
+        _first, second = panes(app)
         await pilot.press("f6")
         assert app.dashboard.current_pane is second
         await wait_until(pilot, lambda: len(second.answer) > 10)
