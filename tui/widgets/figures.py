@@ -43,3 +43,8 @@ def clock_time(value: float | None) -> str:
         return DASH
     minutes, rest = divmod(round(value), 60)
     return f"{minutes}:{rest:02d}"
+
+
+def count(number: int, noun: str) -> str:
+    """ "1 token", "2 tokens", "1,024 tokens"."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"

@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, TerminalEvent, Token
 from tui.streaming.runner import StreamRun
-from tui.widgets.figures import seconds
+from tui.widgets.figures import count, seconds
 from tui.widgets.markdown_view import MarkdownView
 from tui.widgets.merged_log import MergedLog
 from tui.widgets.sanitize import one_line, sanitize
@@ -173,7 +173,8 @@ class StreamPane(Vertical, can_focus=True):
         self.terminal = event
         metrics = self.run.metrics
         if isinstance(event, Done):
-            self._note(f"✓ done · {metrics.tokens} tokens · {seconds(metrics.e2e)}")
+            truncated = " · truncated" if metrics.truncated else ""
+            self._note(f"✓ done{truncated} · {count(metrics.tokens, 'token')} · {seconds(metrics.e2e)}")
         elif isinstance(event, Failed):
             self._note(f"✗ failed: {one_line(event.error)}")
         else:
@@ -289,4 +290,5 @@ class StreamPane(Vertical, can_focus=True):
             retry=self._retry if state == "retrying" else None,
             retry_left=(self._retry_at + self._retry.delay - now) if self._retry else 0.0,
             note=self.note,
+            timeout=self.run.settings.timeout,
         )

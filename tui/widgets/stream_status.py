@@ -25,6 +25,7 @@ STATE_STYLES = {
     "cancelled": "$text-muted",
 }
 SEPARATOR = Content.styled(" · ", "$text-muted")
+STALL_NOTICE_S = 5.0  # a gap between tokens this long is worth saying, long before the timeout
 ENGINE_NOTES = ("", "queued", "loading model", "streaming")  # said by the state itself
 
 
@@ -40,12 +41,36 @@ class StatusFacts:
     retry: Retrying | None = None
     retry_left: float = 0.0
     note: str = ""
+    timeout: float = 0.0  # the stall timeout, for "no token for 12 s (timeout in 48 s)"
 
 
 def retry_text(retry: Retrying, left: float) -> str:
     """ "retry 2/3 in 1.4 s - 429 rate limited", marked when the fault was injected on purpose."""
     text = f"retry {retry.attempt}/{retry.max_attempts - 1} in {max(left, 0):.1f} s - {one_line(retry.error)}"
     return text + " [injected]" if retry.injected else text
+
+
+def state_label(state: str, metrics: StreamMetrics | None) -> str:
+    """What a state is called on screen: a wait says what it waits for."""
+    if state == "queued" and metrics is not None:
+        if metrics.queue_ahead is not None:
+            return f"waiting for the model ({metrics.queue_ahead} ahead)"
+        return "waiting for a free slot"
+    return state
+
+
+def stall_text(facts: StatusFacts) -> str | None:
+    """ "no token for 12 s (timeout in 48 s)" once a live stream has been quiet a while."""
+    metrics = facts.metrics
+    if metrics is None or facts.state not in ("starting", "streaming"):
+        return None
+    silence = metrics.silence()
+    if silence is None or silence < STALL_NOTICE_S:
+        return None
+    text = f"no token for {silence:.0f} s"
+    if facts.timeout > 0:
+        text += f" (timeout in {max(facts.timeout - silence, 0):.0f} s)"
+    return text
 
 
 def status_content(facts: StatusFacts, now: float) -> Content:
@@ -56,16 +81,21 @@ def status_content(facts: StatusFacts, now: float) -> Content:
     """
     state = facts.state
     icon = spinner(now) if state in LIVE_STATES else ICONS.get(state, " ")
-    parts = [Content.styled(f"{icon} {state}", f"bold {STATE_STYLES.get(state, '')}")]
+    metrics = facts.metrics
+    label = state_label(state, metrics)
+    parts = [Content.styled(f"{icon} {label}", f"bold {STATE_STYLES.get(state, '')}")]
+    if metrics is not None and metrics.truncated and state not in LIVE_STATES:
+        parts.append(Content.styled("truncated", "bold $text-warning"))
+    if (stall := stall_text(facts)) is not None:
+        parts.append(Content.styled(stall, "bold $text-warning"))
     if state == "retrying" and facts.retry is not None:
         parts.append(Content.styled(retry_text(facts.retry, facts.retry_left), "$text-warning"))
     elif state == "starting" and facts.note not in ENGINE_NOTES:
         parts.append(Content(one_line(facts.note)))  # a status message from the program
-    metrics = facts.metrics
     if metrics is not None:
         live = state in LIVE_STATES
         if metrics.tokens or not live:
-            speed = metrics.live_tokens_per_s() if live else metrics.tokens_per_s
+            speed = metrics.shown_tokens_per_s()
             parts += [
                 Content(f"{metrics.tokens} tok"),
                 Content(rate(speed)),
@@ -116,7 +146,7 @@ def _key(facts: StatusFacts, now: float) -> tuple[object, ...]:
     live = state in LIVE_STATES
     figures: tuple[object, ...] = ()
     if metrics is not None:
-        speed = metrics.live_tokens_per_s() if live else metrics.tokens_per_s
+        speed = metrics.shown_tokens_per_s()
         figures = (
             metrics.tokens,
             rate(speed),
@@ -124,7 +154,18 @@ def _key(facts: StatusFacts, now: float) -> tuple[object, ...]:
             seconds(metrics.e2e) if metrics.started_at is not None else None,
             metrics.attempts,
             metrics.cache_hit,
+            metrics.truncated,
+            metrics.queue_ahead,
         )
     retry = retry_text(facts.retry, facts.retry_left) if facts.retry is not None else None
     note = facts.note if state == "starting" else ""
-    return (state, spinner(now) if live else None, retry, note, facts.queue_fill if live else 0, figures)
+    stall = stall_text(facts)
+    return (
+        state,
+        spinner(now) if live else None,
+        retry,
+        note,
+        facts.queue_fill if live else 0,
+        figures,
+        stall,
+    )
