@@ -6,6 +6,7 @@ from tests.support.openai_server import Behaviour, OpenAIServer
 from tests.ui.conftest import SIZE, all_ended, panes, server_settings, wait_until
 from tui.app import StreamDashboard
 from tui.streaming.metrics import StreamMetrics
+from tui.widgets.figures import DASH
 from tui.widgets.stream_status import StatusFacts, StreamStatus, status_content
 
 
@@ -67,7 +68,7 @@ async def test_three_tokens_make_no_rate(openai_server: OpenAIServer):
         await wait_until(pilot, lambda: "done" in status_of(app))
         metrics = panes(app)[0].run.metrics
         assert 0 < metrics.tokens < 5
-        assert "– tok/s" in status_of(app), status_of(app)
+        assert f"{DASH} tok/s" in status_of(app), status_of(app)
 
 
 def test_a_wait_for_the_embedded_model_says_how_many_are_ahead():
