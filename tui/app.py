@@ -30,11 +30,13 @@ from tui.screens.help import HelpScreen
 from tui.screens.quit import QuitScreen
 from tui.screens.save import SaveScreen
 from tui.screens.summary import SummaryScreen
+from tui.screens.table import TableScreen
 from tui.streaming.session import StreamSession
 from tui.transcript import default_path, save_session
 from tui.widgets.global_status import total_tokens_per_s
 from tui.widgets.merged_log import MergedLog
 from tui.widgets.sanitize import one_line
+from tui.widgets.stream_pane import StreamPane
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +78,9 @@ class StreamDashboard(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "dspy-stream"
+    # Keys that work on every screen; the views' own keys are the screens' (each footer shows its own).
     BINDINGS = [
         Binding("f1", "help", "Help", tooltip="Show the keys and how to read a pane"),
-        Binding("f3", "aggregate", "Merged", tooltip="All streams merged into one log"),
-        Binding("f4", "summary", "Summary", tooltip="The run's figures: TTFT, TPOT, ITL, E2EL, throughput"),
         Binding("ctrl+s", "save", "Save", tooltip="Save the session as Markdown or JSON"),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit (asks first while streams are live)"),
     ]
@@ -148,6 +149,8 @@ class StreamDashboard(App[int]):
             self.merged.seal()
             if isinstance(self.screen, AggregateScreen):
                 self.screen.tick(now)
+        if isinstance(self.screen, TableScreen):
+            self.screen.tick(now)
 
     def _sample(self) -> None:
         self.throughput.append(total_tokens_per_s(self.session.runs))
@@ -158,7 +161,7 @@ class StreamDashboard(App[int]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            bindings = [*DashboardScreen.BINDINGS, *self.BINDINGS]
+            bindings = [*DashboardScreen.BINDINGS, *self.BINDINGS, *StreamPane.BINDINGS]
             self.push_screen(HelpScreen(bindings))
 
     def action_aggregate(self) -> None:
@@ -166,6 +169,19 @@ class StreamDashboard(App[int]):
             self.pop_screen()
         elif self.screen is self.dashboard:
             self.push_screen(AggregateScreen(self.merged, self.session.runs, self.settings))
+
+    def action_table(self) -> None:
+        if isinstance(self.screen, TableScreen):
+            self.screen.dismiss(None)
+        elif self.screen is self.dashboard:
+            if not self.dashboard.panes:
+                self.notify("No streams yet: ask a question first.", severity="warning")
+                return
+            self.push_screen(TableScreen(self.dashboard, self.settings, self.clock), self._open_stream)
+
+    def _open_stream(self, number: int | None) -> None:
+        if number is not None:
+            self.dashboard.open_stream(number)
 
     def action_summary(self) -> None:
         if isinstance(self.screen, SummaryScreen):

@@ -337,7 +337,19 @@ async def test_bindings_are_in_the_command_palette(make_app):
     app = make_app()
     async with app.run_test(size=SIZE):
         titles = [command.title for command in app.get_system_commands(app.dashboard)]
-    for action in ("Cancel", "Retry", "Close", "Next", "Layout", "Copy", "Merged", "Summary", "Save", "Help"):
+    for action in (
+        "Cancel",
+        "Retry",
+        "Close",
+        "Next",
+        "Max",
+        "Copy",
+        "Merged",
+        "Summary",
+        "Table",
+        "Save",
+        "Help",
+    ):
         assert any(title.startswith(action) for title in titles), action
 
 

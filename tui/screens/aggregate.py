@@ -35,7 +35,7 @@ class AggregateScreen(Screen[None]):
         yield GlobalStatusBar(settings.model, settings.program, settings.mode, id="global-status")
         yield Static("All streams, merged in arrival order", id="aggregate-title")
         yield MergedLogView(self.merged, id="merged-log")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self._view = self.query_one(MergedLogView)

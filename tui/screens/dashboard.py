@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Vertical
 from textual.events import DescendantFocus
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from tui.config import Settings
 from tui.models.errors import ModelError
+from tui.streaming.events import Failed
 from tui.streaming.session import EmptyQuestion, StreamSession
 from tui.widgets.batch_progress import BatchProgress
 from tui.widgets.global_status import GlobalStatusBar
@@ -26,6 +28,7 @@ from tui.widgets.stream_pane import StreamPane
 
 log = logging.getLogger(__name__)
 
+ATTENTION_STATES = ("failed", "retrying")  # told when it happens out of view
 # Time the clock may spend rendering Markdown per tick, across panes (one piece may run past it).
 MARKDOWN_BUDGET_S = 0.010
 
@@ -40,15 +43,23 @@ class DashboardScreen(Screen[None]):
     """The streams of one session, each in its own pane, fed by the app's clock through `tick()`."""
 
     AUTO_FOCUS = "QuestionInput"
-    ALLOW_IN_MAXIMIZED_VIEW = "GlobalStatusBar, BatchProgress, QuestionInput, Footer"
+    ALLOW_IN_MAXIMIZED_VIEW = "#top-bars, GlobalStatusBar, BatchProgress, QuestionInput, Footer"
+    # The footer shows, most useful first, what fits 80 columns; the rest is in F1 and Ctrl+P.
     BINDINGS = [
-        Binding("ctrl+g", "cancel_stream", "Cancel", tooltip="Cancel the current stream"),
+        Binding("f3", "app.aggregate", "Merged", tooltip="All streams merged into one log"),
+        Binding(
+            "f4", "app.summary", "Summary", tooltip="The run's figures: TTFT, TPOT, ITL, E2EL, throughput"
+        ),
+        Binding("f7", "app.table", "Table", tooltip="One row a stream, sortable; Enter opens one"),
         Binding("f5", "retry_stream", "Retry", tooltip="Ask the current pane's question again"),
-        Binding("f8", "close_pane", "Close", tooltip="Close the current pane (cancels its stream)"),
-        Binding("f6", "next_pane", "Next", tooltip="Focus the next pane"),
+        Binding("ctrl+g", "cancel_stream", "Cancel", tooltip="Cancel the current stream"),
+        Binding("f2", "toggle_layout", "Max", tooltip="Grid, or the current pane maximised"),
+        Binding("f6", "next_pane", "Next", show=False, tooltip="Focus the next pane"),
         Binding("shift+f6", "previous_pane", "Previous", show=False, tooltip="Focus the previous pane"),
-        Binding("f2", "toggle_layout", "Layout", tooltip="Grid, or the current pane maximised"),
-        Binding("ctrl+y", "copy_answer", "Copy", tooltip="Copy the current pane's answer"),
+        Binding(
+            "f8", "close_pane", "Close", show=False, tooltip="Close the current pane (cancels its stream)"
+        ),
+        Binding("ctrl+y", "copy_answer", "Copy", show=False, tooltip="Copy the current pane's answer"),
     ]
 
     def __init__(
@@ -73,15 +84,17 @@ class DashboardScreen(Screen[None]):
         self._grid: PaneGrid | None = None
         self._status_bar: GlobalStatusBar | None = None
         self._progress: BatchProgress | None = None
+        self._announced: dict[int, tuple[object, ...]] = {}  # pane number -> what was told of it
 
     def compose(self) -> ComposeResult:
         settings = self.settings
-        yield GlobalStatusBar(settings.model, settings.program, settings.mode, id="global-status")
-        yield BatchProgress(id="batch-progress")
+        with Vertical(id="top-bars"):  # docked: a maximised pane (F2) keeps them above it
+            yield GlobalStatusBar(settings.model, settings.program, settings.mode, id="global-status")
+            yield BatchProgress(id="batch-progress")
         yield Static(EMPTY_HINT, id="empty-hint")
         yield PaneGrid(id="panes")
         yield QuestionInput(id="question")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # Ctrl+P still opens it
 
     def on_mount(self) -> None:
         self._status_bar = self.query_one(GlobalStatusBar)
@@ -162,11 +175,39 @@ class DashboardScreen(Screen[None]):
         if not shown:
             return
         runs = self.session.runs
-        self._status_bar.show(runs)
+        self._status_bar.show(runs, self._announce_offscreen(panes, visible, now))
         if self.batch:
             done = sum(run.terminal is not None for run in runs)
             elapsed = now - self._started_at if self._started_at is not None else 0.0
             self._progress.show(done, len(runs), elapsed)
+
+    def _announce_offscreen(self, panes: list[StreamPane], visible: object, now: float) -> int:
+        """Streams failing or retrying out of view: told once in a notification, counted in the header."""
+        count = 0
+        for pane in panes:
+            state = pane.state_at(now)
+            if state not in ATTENTION_STATES or pane in visible:  # type: ignore[operator]
+                continue
+            count += 1
+            key = (state, pane.run.metrics.attempts, id(pane.run))
+            if self._announced.get(pane.number) == key:
+                continue
+            self._announced[pane.number] = key
+            attempts = pane.run.record.attempts
+            error = (
+                pane.terminal.error
+                if isinstance(pane.terminal, Failed)
+                else attempts[-1].error
+                if attempts
+                else ""
+            )
+            why = f": {one_line(error)}" if error else ""
+            self.notify(
+                f"Stream {pane.number} {state} off screen{why} (F6 or the table, F7, to find it)",
+                severity="error" if state == "failed" else "warning",
+                markup=False,
+            )
+        return count
 
     # -- the current pane -----------------------------------------------------------------------
 
@@ -237,6 +278,15 @@ class DashboardScreen(Screen[None]):
         else:
             self.query_one("#empty-hint").display = True
             self.query_one(QuestionInput).focus()
+
+    def open_stream(self, number: int) -> None:
+        """Show stream `number`'s pane: current, focused and scrolled into view."""
+        pane = next((p for p in self.panes if p.number == number), None)
+        if pane is None:
+            return
+        pane.focus()
+        self._make_current(pane)
+        self.call_after_refresh(self.query_one(PaneGrid).scroll_to_widget, pane, animate=False)
 
     def action_next_pane(self) -> None:
         self._step(1)

@@ -71,7 +71,7 @@ class SummaryScreen(Screen[None]):
         yield Static(id="summary-latency")
         yield Static("Total tokens/s, one sample a second", id="sparkline-title")
         yield Sparkline([], summary_function=max, id="throughput")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.refresh_figures()

@@ -12,6 +12,7 @@ from tui.widgets.figures import rate
 from tui.widgets.sanitize import one_line
 
 SEPARATOR = Content.styled(" │ ", "$text-muted")
+DOT = Content.styled(" · ", "$text-muted")
 
 
 def total_tokens_per_s(runs: Sequence[StreamRun]) -> float:
@@ -20,7 +21,12 @@ def total_tokens_per_s(runs: Sequence[StreamRun]) -> float:
 
 
 class GlobalStatusBar(Static):
-    """One line across the top of the dashboard, redrawn by the clock."""
+    """One line across the top of the dashboard, redrawn by the clock.
+
+    What a narrow terminal drops is chosen, least useful first: the program, the product's
+    name, the model, long words for the counts (`2 failed` becomes `2✗`). The counts of
+    streams go last, so they are never cut.
+    """
 
     DEFAULT_CSS = """
     GlobalStatusBar {
@@ -32,28 +38,60 @@ class GlobalStatusBar(Static):
 
     def __init__(self, model: str, program: str, mode: str | None, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
-        self._head = SEPARATOR.join(
-            [
-                Content.styled("dspy-stream", "bold $text-primary"),
-                Content.assemble("model ", (one_line(model), "bold")),
-                Content(f"program {program}" + (f" · mode {mode}" if mode else "")),
-            ]
-        )
+        self._brand = Content.styled("dspy-stream", "bold $text-primary")
+        self._model = Content.assemble("model ", (one_line(model), "bold"))
+        self._short_model = Content.styled(one_line(model).rsplit("/", 1)[-1][:24], "bold")
+        self._program = Content(f"program {program}" + (f" · mode {mode}" if mode else ""))
         self._shown: Content | None = None
 
-    def show(self, runs: Sequence[StreamRun]) -> None:
+    def show(self, runs: Sequence[StreamRun], offscreen: int = 0) -> None:
+        """Redraw with `runs`' counts; `offscreen`: streams failed or retrying out of view."""
         active = sum(run.terminal is None for run in runs)
         states = [run.metrics.state for run in runs if run.terminal is not None]
-        counts = Content.assemble(
+        done, failed, cancelled = (states.count(s) for s in ("done", "failed", "cancelled"))
+        retrying = sum(run.terminal is None and run.metrics.state == "retrying" for run in runs)
+        speed = Content(rate(total_tokens_per_s(runs)))
+        error = "$text-error" if failed else ""
+        long_counts = Content.assemble(
             (f"{active} active", "$text-primary" if active else ""),
-            " · ",
-            (f"{states.count('done')} done", "$text-success"),
-            " · ",
-            (f"{states.count('failed')} failed", "$text-error" if "failed" in states else ""),
-            " · ",
-            f"{states.count('cancelled')} cancelled",
+            DOT,
+            (f"{done} done", "$text-success"),
+            DOT,
+            (f"{failed} failed", error),
+            DOT,
+            f"{cancelled} cancelled",
+            *((DOT, (f"{retrying} retrying", "$text-warning")) if retrying else ()),
         )
-        content = SEPARATOR.join([self._head, counts, Content(rate(total_tokens_per_s(runs)))])
+        short = [(f"{active}▶", "$text-primary" if active else ""), (f"{done}✓", "$text-success")]
+        if failed:
+            short.append((f"{failed}✗", "$text-error"))
+        if cancelled:
+            short.append(f"{cancelled}■")
+        if retrying:
+            short.append((f"{retrying}↻", "$text-warning"))
+        short_counts = Content(" ").join(Content.assemble(part) for part in short)
+        tail_long = [Content.styled(f"⚠ {offscreen} off screen", "bold $text-warning")] if offscreen else []
+        tail_short = [Content.styled(f"⚠{offscreen}", "bold $text-warning")] if offscreen else []
+        candidates = (
+            [self._brand, self._model, self._program, long_counts, speed, *tail_long],
+            [self._brand, self._model, long_counts, speed, *tail_long],
+            [self._model, long_counts, speed, *tail_long],
+            [self._brand, self._model, short_counts, speed, *tail_long],
+            [self._short_model, short_counts, speed, *tail_long],
+            [self._short_model, short_counts, speed, *tail_short],
+            [short_counts, speed, *tail_short],
+            [short_counts, *tail_short],
+        )
+        width = self.content_region.width or 10_000
+        content = SEPARATOR.join(candidates[-1])
+        for parts in candidates:
+            line = SEPARATOR.join(parts)
+            if line.cell_length <= width:
+                content = line
+                break
         if content != self._shown:
             self._shown = content
             self.update(content, layout=False)
+
+    def on_resize(self) -> None:
+        self._shown = None  # the next tick picks the forms that fit the new width

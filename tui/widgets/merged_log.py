@@ -68,6 +68,11 @@ class MergedLog:
             self._open[key] = entry
         entry.text += text
 
+    def add_question(self, stream_id: int, question: str) -> None:
+        """A stream starts: the merged log says which question it answers."""
+        self._open = {key: e for key, e in self._open.items() if key[0] != stream_id}
+        self._append(Entry(stream_id, "question", question))
+
     def add_note(self, stream_id: int, text: str) -> None:
         self._open = {key: e for key, e in self._open.items() if key[0] != stream_id}
         self._append(Entry(stream_id, "note", text))
@@ -85,8 +90,11 @@ class MergedLog:
         return entry
 
 
-class MergedLogView(StreamText):
-    """Draws a `MergedLog`, catching up with it at each `sync()`."""
+class MergedLogView(StreamText, can_focus=True):
+    """Draws a `MergedLog`, catching up with it at each `sync()`.
+
+    Focused, it scrolls by keyboard (Up/Down, PageUp/PageDown, Home/End); at the end it follows.
+    """
 
     def __init__(self, log: MergedLog, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(max_lines=log.max_entries, id=id, classes=classes)
@@ -120,7 +128,12 @@ class MergedLogView(StreamText):
     def _emit(self, entry: Entry, text: str) -> None:
         """Write text; each new line is tagged, and blank lines are left out."""
         colour = stream_colour(entry.stream_id)
-        style = {"note": Style(color=colour, italic=True), "reasoning": Style(dim=True)}.get(entry.kind)
+        styles = {
+            "note": Style(color=colour, italic=True),
+            "reasoning": Style(dim=True),
+            "question": Style(bold=True),
+        }
+        style = styles.get(entry.kind)
         owner = (entry.stream_id, entry.kind)
         for index, part in enumerate(text.split("\n")):
             if index:
@@ -130,7 +143,8 @@ class MergedLogView(StreamText):
             if self._line_break or owner != self._line_owner:
                 if self._line_owner is not None:
                     self._pieces.append(("\n", None))
-                tag = f"[Stream {entry.stream_id}]" + (" (reasoning)" if entry.kind == "reasoning" else "")
+                label = {"reasoning": " (reasoning)", "question": " asks:"}.get(entry.kind, "")
+                tag = f"[Stream {entry.stream_id}]{label}"
                 self._pieces.append((tag + " ", Style(color=colour, bold=True)))
                 self._line_owner, self._line_break = owner, False
                 part = part.lstrip()

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
 from textual.reactive import reactive
@@ -43,6 +44,15 @@ class StreamPane(Vertical, can_focus=True):
     """A question's pane. `attach()` gives it a run to stream; `tick()` brings the screen up to date."""
 
     ALLOW_MAXIMIZE = True
+    # A focused pane scrolls its answer by keyboard; End (or the bottom) follows the stream again.
+    BINDINGS = [
+        Binding("up", "scroll_answer('scroll_up')", "Scroll up", show=False),
+        Binding("down", "scroll_answer('scroll_down')", "Scroll down", show=False),
+        Binding("pageup", "scroll_answer('page_up')", "Page up", show=False),
+        Binding("pagedown", "scroll_answer('page_down')", "Page down", show=False),
+        Binding("home", "scroll_answer('scroll_home')", "Top", show=False),
+        Binding("end", "scroll_answer('scroll_end')", "End, follow", show=False),
+    ]
     DEFAULT_CSS = """
     StreamPane {
         height: 1fr;
@@ -108,6 +118,10 @@ class StreamPane(Vertical, can_focus=True):
         self._error_line.display = False
         self.attach(self.run)
 
+    def action_scroll_answer(self, how: str) -> None:
+        view = self._markdown if self._showing_markdown else self._answer_view
+        getattr(view, f"action_{how}")()
+
     def watch_current(self, current: bool) -> None:
         self.set_class(current, "-current")
 
@@ -132,6 +146,8 @@ class StreamPane(Vertical, can_focus=True):
         self._pending.clear()
         self._reset = True
         self._finalised = False
+        if self.merged is not None:
+            self.merged.add_question(self.number, one_line(run.job.question))
         return self.run_worker(
             self._consume(run),
             name=f"stream-{self.number}",
