@@ -58,6 +58,33 @@ def all_ended(app: StreamDashboard) -> Callable[[], bool]:
     return lambda: bool(panes(app)) and all(not pane.live for pane in panes(app))
 
 
+def drawn(pane: StreamPane) -> bool:
+    """Everything the pane's stream delivered is on screen, its status line and Markdown included.
+
+    A pane out of view draws when it comes into view, so of it only the stream must be read."""
+    if not pane.run.queue.empty() or pane._reset:
+        return False
+    if pane not in pane.screen._compositor.visible_widgets:  # drawn when scrolled into view
+        return pane.terminal is None or pane._finalised
+    if pane._pending:
+        return False
+    if pane._status_state != pane.state_at(pane.clock()):
+        return False
+    if pane.terminal is not None:
+        return pane._finalised and (not pane.answer or pane._markdown.finished)
+    return True
+
+
 async def settle(pilot: Pilot) -> None:
-    """A few clock ticks, so what the streams delivered is on screen."""
-    await pilot.pause(0.3)
+    """Wait until what the streams delivered is drawn (panes, status lines, the merged view)."""
+    from tui.widgets.merged_log import MergedLogView
+
+    app = pilot.app
+
+    def caught_up() -> bool:
+        views = list(app.screen.query(MergedLogView))
+        merged = all(view._next == app.merged.end for view in views)
+        return merged and all(drawn(pane) for pane in panes(app))
+
+    await wait_until(pilot, caught_up)
+    await pilot.pause()  # the frame with it

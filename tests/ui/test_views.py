@@ -1,0 +1,168 @@
+"""Keyboard scrolling, footers with only working keys, the table view, small terminals, off-screen news."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Footer
+
+from tests.support.openai_server import Behaviour, OpenAIServer
+from tests.ui.conftest import SIZE, all_ended, panes, settle, wait_until
+from tui.screens.aggregate import AggregateScreen
+from tui.screens.summary import SummaryScreen
+from tui.screens.table import TableScreen
+from tui.widgets.global_status import GlobalStatusBar
+from tui.widgets.merged_log import MergedLogView
+from tui.widgets.stream_table import StreamTable
+from tui.widgets.stream_text import StreamText
+
+LONG = "".join(f"line {n}\n\n" for n in range(300))
+
+
+def footer_keys(app) -> set[str]:
+    """The keys the current screen's footer offers."""
+    footer = app.screen.query_one(Footer)
+    return {key.key for key in footer.query("FooterKey")}
+
+
+def bar_text(app) -> str:
+    return str(app.screen.query_one(GlobalStatusBar).render())
+
+
+def shown_view(pane):
+    """The answer's view on screen: Markdown for the current pane, plain text elsewhere."""
+    return pane._markdown if pane._showing_markdown else pane.query_one(".answer-text", StreamText)
+
+
+async def test_a_focused_pane_scrolls_by_keyboard_and_end_follows_again(
+    make_app, openai_server: OpenAIServer
+):
+    openai_server.reset(Behaviour(text=LONG, raw=True, tokens_per_s=40))
+    app = make_app(["Count?"], adapter="plain")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(panes(app)) == 1)
+        pane = panes(app)[0]
+        await wait_until(pilot, lambda: shown_view(pane).max_scroll_y > 20)
+        pane.focus()
+        await pilot.pause()
+        assert app.focused is pane
+        view = shown_view(pane)
+        await pilot.press("home")
+        assert view.scroll_y == 0
+        await pilot.press("down", "down")
+        assert view.scroll_y == 2
+        await pilot.press("pagedown")
+        assert view.scroll_y > 2
+        stopped_at = view.scroll_y
+        await wait_until(pilot, lambda: view.max_scroll_y > stopped_at + 10)
+        assert view.scroll_y == stopped_at, "scrolled up, the view stays where the reader is"
+        await pilot.press("end")
+        grown_to = view.max_scroll_y
+        await wait_until(pilot, lambda: view.max_scroll_y > grown_to + 5)
+        await pilot.pause()
+        assert view.scroll_y == view.max_scroll_y, "after End the view follows the stream again"
+        pane.cancel()
+        await wait_until(pilot, all_ended(app))
+
+
+async def test_the_merged_view_scrolls_by_keyboard_and_shows_each_question(
+    make_app, openai_server: OpenAIServer
+):
+    openai_server.reset(Behaviour(text=LONG, raw=True))
+    app = make_app(["Count for me?"], adapter="plain")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, all_ended(app))
+        await pilot.press("f3")
+        assert isinstance(app.screen, AggregateScreen)
+        view = app.screen.query_one(MergedLogView)
+        await settle(pilot)
+        assert "[Stream 1] asks: Count for me?" in view.text.splitlines()[0]
+        view.focus()
+        await pilot.pause()
+        await pilot.press("home")
+        assert view.scroll_y == 0
+        await pilot.press("pagedown", "down")
+        assert view.scroll_y > 1
+        await pilot.press("end")
+        assert view.scroll_y == view.max_scroll_y
+
+
+async def test_each_footer_offers_only_keys_that_work_there(make_app, openai_server: OpenAIServer):
+    openai_server.reset(Behaviour(tokens=10))
+    app = make_app(["What is Rust?"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, all_ended(app))
+        dashboard_keys = footer_keys(app)
+        assert {"f3", "f4", "f7", "f5", "ctrl+g", "f2", "f1", "ctrl+s", "ctrl+q"} <= dashboard_keys
+        for key, screen in (("f4", SummaryScreen), ("f3", AggregateScreen), ("f7", TableScreen)):
+            await pilot.press(key)
+            assert isinstance(app.screen, screen)
+            offered = footer_keys(app)
+            assert key in offered  # the way back
+            for other in {"f3", "f4", "f7", "f5", "ctrl+g", "f2"} - {key}:
+                assert other not in offered, f"{screen.__name__} offers {other}, which does nothing there"
+            for shown in offered - {"ctrl+q", "f1", "ctrl+s"}:
+                assert app.screen.active_bindings.get(shown) is not None
+            await pilot.press(key)
+            assert app.screen is app.dashboard
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((160, 40), "1 done · 2 failed · 0 cancelled"), ((80, 24), "1✓ 2✗"), ((60, 20), "1✓ 2✗")],
+)
+async def test_the_header_keeps_the_counts_whole_at_any_width(make_app, openai_server, size, expected):
+    openai_server.reset(Behaviour(tokens=10))
+    openai_server.script({"status": 400}, {"status": 400})
+    app = make_app(["one?", "two?", "three?"], concurrency=1, max_retries=0)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, all_ended(app))
+        await wait_until(pilot, lambda: "✓" in bar_text(app) or "done" in bar_text(app))
+        text = bar_text(app)
+        assert expected in text, (size, text)
+        assert "…" not in text and len(text) <= size[0] - 2, "nothing cut: the short forms fit"
+
+
+async def test_a_failure_off_screen_is_counted_and_notified(make_app, openai_server: OpenAIServer):
+    openai_server.reset(Behaviour(tokens=400, tokens_per_s=50))
+    openai_server.script(*([{}] * 11), {"status": 400})  # the twelfth request fails
+    questions = [f"Question {n}?" for n in range(1, 13)]
+    app = make_app(questions, concurrency=12, max_retries=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(panes(app)) == 12)
+        await wait_until(pilot, lambda: any(p.terminal is not None for p in panes(app)))
+        (failed,) = [p for p in panes(app) if p.terminal is not None]
+        assert failed not in app.dashboard._compositor.visible_widgets
+        await wait_until(pilot, lambda: "⚠" in bar_text(app))
+        assert "⚠ 1 off screen" in bar_text(app)
+        messages = [n.message for n in app._notifications]
+        assert sum(f"Stream {failed.number} failed off screen" in m for m in messages) == 1, messages
+        app.dashboard.open_stream(failed.number)  # brought into view: no longer counted
+        await wait_until(pilot, lambda: "⚠" not in bar_text(app))
+        for pane in panes(app):
+            pane.cancel()
+        await wait_until(pilot, all_ended(app))
+        assert sum(f"Stream {failed.number} failed" in n.message for n in app._notifications) == 1
+
+
+async def test_the_table_shows_64_streams_sorts_and_opens_one(make_app, openai_server: OpenAIServer):
+    openai_server.reset(Behaviour(tokens=20))
+    questions = [f"Question number {n}: {'x' * n}" for n in range(1, 65)]
+    app = make_app(questions, concurrency=16)
+    async with app.run_test(size=(160, 72)) as pilot:
+        await wait_until(pilot, lambda: len(panes(app)) == 64)
+        await wait_until(pilot, all_ended(app), timeout=60)
+        await pilot.press("f7")
+        assert isinstance(app.screen, TableScreen)
+        table = app.screen.query_one(StreamTable)
+        await wait_until(pilot, lambda: table.row_count == 64)
+        assert table.virtual_size.height <= table.size.height, "64 streams on one screen"
+        first_row = [str(cell) for cell in table.get_row_at(0)]
+        assert first_row[0].strip() == "1" and first_row[2] == "done" and first_row[3] == "20"
+        await pilot.click(StreamTable, offset=(8, 0))  # the question header: sorted by question
+        assert table.sort_column == "question"
+        ids = [int(str(table.get_row_at(i)[0])) for i in range(64)]
+        assert ids == sorted(range(1, 65), key=lambda n: questions[n - 1])
+        table.move_cursor(row=ids.index(42))
+        await pilot.press("enter")
+        assert app.screen is app.dashboard
+        assert app.dashboard.current_pane.number == 42 and app.focused is app.dashboard.current_pane
