@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
+from platformdirs import user_downloads_path
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -239,6 +240,15 @@ class StreamDashboard(App[int]):
         if any(pane.state_at(self.clock()) == "failed" for pane in self.dashboard.panes):
             return EXIT_FAILED
         return EXIT_OK
+
+    def deliver_screenshot(
+        self, filename: str | None = None, path: str | None = None, time_format: str | None = None
+    ) -> str | None:
+        """The palette's screenshot: into ~/Downloads when there is one, else the current directory."""
+        if path is None:
+            downloads = user_downloads_path()
+            path = str(downloads if downloads.is_dir() else Path.cwd())
+        return super().deliver_screenshot(filename, path, time_format)
 
     # -- command palette ------------------------------------------------------------------------
 

@@ -165,3 +165,18 @@ async def test_the_table_shows_64_streams_sorts_and_opens_one(make_app, openai_s
         await pilot.press("enter")
         assert app.screen is app.dashboard
         assert app.dashboard.current_pane.number == 42 and app.focused is app.dashboard.current_pane
+
+
+async def test_the_palette_screenshot_falls_back_to_the_current_directory(make_app, tmp_path, monkeypatch):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # a home without ~/Downloads
+    monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.chdir(work)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.deliver_screenshot()
+        await wait_until(pilot, lambda: any(work.glob("*.svg")), timeout=10)
+    assert not (home / "Downloads").exists()
