@@ -140,6 +140,7 @@ class StreamRun:
             multiplier=settings.retry_delay, max=settings.max_retry_wait, jitter=settings.retry_delay / 2
         )
         self._task: asyncio.Task[None] | None = None
+        self.forced_faults = 0  # attempts that fail on purpose whatever the fault rate (recovery, demo)
 
     # -- consumer side -------------------------------------------------------------
 
@@ -390,7 +391,10 @@ class StreamRun:
         return listener
 
     def _planned_fault(self) -> int | None:
-        """In recovery mode, some attempts fail on purpose after a few tokens."""
+        """In recovery mode, some attempts fail on purpose after a few tokens; `forced_faults` surely."""
+        if self.forced_faults > 0:
+            self.forced_faults -= 1
+            return 2  # early: even a short answer reaches it
         if self.fault_rate <= 0 or self._rng.random() >= self.fault_rate:
             return None
         return self._rng.randint(3, 20)

@@ -13,6 +13,10 @@ from tui.models.lm_factory import make_stream_listeners, model_status_updates
 from tui.streaming.metrics import RunSummary, summarize
 from tui.streaming.runner import StreamJob, StreamRun
 
+RECOVERY_MODES = ("recovery", "demo")
+RECOVERY_SEED = 2024
+FAULTED_STREAM = 1  # its first attempt fails on purpose in the recovery and demo modes
+
 
 class EmptyQuestion(ValueError):
     def __init__(self) -> None:
@@ -31,6 +35,8 @@ class StreamSession:
         self._lm = lm
         self._adapter = adapter
         self._limiter: asyncio.Semaphore | None = None
+        if seed is None and self.shows_recovery:
+            seed = RECOVERY_SEED  # the same show every time
         self._rng = random.Random(seed)
         self.runs: list[StreamRun] = []
         self.started_at: float | None = None
@@ -46,8 +52,13 @@ class StreamSession:
             self._adapter = self._adapter or build_adapter(self.settings)
 
     @property
+    def shows_recovery(self) -> bool:
+        """Recovery and demo modes on the embedded model fail some attempts on purpose, to show retries."""
+        return self.settings.mode in RECOVERY_MODES and self.settings.is_local
+
+    @property
     def fault_rate(self) -> float:
-        """Faults are injected only in recovery mode on the embedded model, to show retries at work."""
+        """Random injected faults: recovery mode on the embedded model only."""
         if self.settings.mode == "recovery" and self.settings.is_local:
             return self.settings.fault_rate
         return 0.0
@@ -57,6 +68,8 @@ class StreamSession:
         if not question:
             raise EmptyQuestion()
         run = self._make_run(StreamJob(question, stream_id=len(self.runs) + 1))
+        if self.shows_recovery and self.settings.max_retries > 0 and run.job.stream_id == FAULTED_STREAM:
+            run.forced_faults = 1  # whatever the dice say, one stream shows a retry
         self.runs.append(run)
         if self.on_new_run is not None:
             self.on_new_run(run)
