@@ -329,6 +329,8 @@ async def test_summary_shows_the_run_figures(make_app, openai_server: OpenAIServ
         for figure in ("TTFT", "TPOT", "ITL", "E2EL"):
             assert figure in latency
         assert "output throughput" in totals and "error rate" in totals
+        scale = str(app.screen.query_one("#sparkline-title", Static).render())
+        assert "(lowest)" in scale and "(peak)" in scale and "tok/s" in scale  # the sparkline has a scale
         await pilot.press("f4")
         assert app.screen is app.dashboard
 

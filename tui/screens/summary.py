@@ -53,6 +53,14 @@ def totals_table(summary: RunSummary) -> Table:
     return table
 
 
+def sparkline_scale(samples: Sequence[float]) -> str:
+    """The sparkline's scale: Textual draws its bars from the lowest sample to the highest."""
+    return (
+        f"Total tokens/s, one sample a second, last {len(samples)} s"
+        f" · bars from {rate(min(samples))} (lowest) to {rate(max(samples))} (peak) · now {rate(samples[-1])}"
+    )
+
+
 class SummaryScreen(Screen[None]):
     """Refreshed by the app once a second from `StreamSession.summary()`."""
 
@@ -80,4 +88,6 @@ class SummaryScreen(Screen[None]):
         summary = self.summarize()
         self.query_one("#summary-totals", Static).update(totals_table(summary))
         self.query_one("#summary-latency", Static).update(latency_table(summary))
-        self.query_one(Sparkline).data = list(self.throughput) or [0.0]
+        samples = list(self.throughput) or [0.0]
+        self.query_one(Sparkline).data = samples
+        self.query_one("#sparkline-title", Static).update(sparkline_scale(samples))
