@@ -96,3 +96,49 @@ def test_aggregate_view(snap_compare, make_app, openai_server: OpenAIServer):
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_three_streams_at_80x24(snap_compare, make_app, openai_server: OpenAIServer):
+    openai_server.reset(Behaviour(tokens=60, stall_after=14, stall_timeout=60))
+    app = make_app(["What is Rust?", "What is Python?", "What is DSPy?"], frozen=True)
+
+    async def run_before(pilot: Pilot) -> None:
+        await wait_until(pilot, lambda: len(panes(app)) == 3)
+        await wait_until(pilot, held(openai_server, 3))
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_six_streams_at_120x30(snap_compare, make_app, openai_server: OpenAIServer):
+    openai_server.reset(Behaviour(tokens=60, stall_after=10, stall_timeout=60))
+    questions = [
+        f"Question {n}: what is {topic}?"
+        for n, topic in enumerate(("Rust", "Go", "Zig", "C", "Lua", "Nim"), 1)
+    ]
+    app = make_app(questions, frozen=True)
+
+    async def run_before(pilot: Pilot) -> None:
+        await wait_until(pilot, lambda: len(panes(app)) == 6)
+        await wait_until(pilot, held(openai_server, 6))
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=(120, 30), run_before=run_before)
+
+
+def test_the_table_view_at_120x30(snap_compare, make_app, openai_server: OpenAIServer):
+    openai_server.reset(Behaviour(tokens=24))
+    questions = [
+        f"Question {n}: what is {topic}?"
+        for n, topic in enumerate(("Rust", "Go", "Zig", "C", "Lua", "Nim"), 1)
+    ]
+    app = make_app(questions, frozen=True, concurrency=1)
+
+    async def run_before(pilot: Pilot) -> None:
+        await wait_until(pilot, all_ended(app))
+        await settle(pilot)
+        await pilot.press("f7")
+        await wait_until(pilot, lambda: app.screen.id == "table")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 30), run_before=run_before)

@@ -39,9 +39,18 @@ COLUMNS = (
     Column("rate", "tok/s", 8, numeric=True),
     Column("ttft", "TTFT", 7, numeric=True),
     Column("retries", "retries", 7, numeric=True),
-    Column("last", "last words", None),
+    Column("last", "last words", LAST_WORDS),
 )
 STATE_STYLES = {"failed": "bold red", "retrying": "bold yellow", "done": "green", "cancelled": "dim"}
+
+
+def last_words(answer: str) -> str:
+    """The answer's last words, whole words only."""
+    tail = one_line(answer[-LAST_WORDS * 3 :])
+    if len(tail) <= LAST_WORDS:
+        return tail
+    tail = tail[-LAST_WORDS:]
+    return tail.split(" ", 1)[1] if " " in tail else tail
 
 
 def row_values(pane: StreamPane, now: float) -> dict[str, Any]:
@@ -58,7 +67,7 @@ def row_values(pane: StreamPane, now: float) -> dict[str, Any]:
         "rate": speed,
         "ttft": metrics.ttft,
         "retries": max(metrics.attempts - 1, 0),
-        "last": one_line(answer[-LAST_WORDS * 3 :])[-LAST_WORDS:] if answer else "",
+        "last": last_words(answer),
         "truncated": metrics.truncated,
     }
 
