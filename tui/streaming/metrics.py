@@ -27,7 +27,7 @@ Clock = Callable[[], float]
 LIVE_WINDOW_S = 1.0
 # A rate over fewer tokens, or a shorter window, says nothing (3 tokens in 0.2 ms: "9,955 tok/s").
 MIN_RATE_TOKENS = 5
-MIN_RATE_WINDOW_S = 0.25
+MIN_RATE_WINDOW_S = 0.05
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -19,8 +19,8 @@ from tui.widgets.sanitize import one_line
 from tui.widgets.stream_pane import StreamPane
 from tui.widgets.stream_status import state_label
 
-QUESTION_WIDTH = 28
-LAST_WORDS = 36
+QUESTION_WIDTH = 24
+LAST_WORDS = 30
 
 
 @dataclass(frozen=True)
