@@ -85,7 +85,14 @@ def test_status_line_reads_a_retry_and_marks_an_injected_fault():
         "retrying", StreamMetrics(clock=lambda: 5.0), max_attempts=4, retry=retry, retry_left=1.4
     )
     line = status_content(facts, now=5.0).plain
-    assert "retrying · retry 2/3 in 1.4 s - 429 rate limited [injected]" in line
+    assert line.endswith("retry 2/3 in 1.4 s · 429 rate limited [injected]")
+    # Three panes a row at 160 columns leave 48 for the line: the reason is whole in them.
+    real = Retrying(attempt=1, max_attempts=4, delay=29.5, error="429 rate limited")
+    facts = StatusFacts(
+        "retrying", StreamMetrics(clock=lambda: 5.0), max_attempts=4, retry=real, retry_left=29.5
+    )
+    narrow = status_content(facts, now=5.0).plain
+    assert narrow.endswith("429 rate limited") and len(narrow) <= 48, narrow
     assert "buf" not in line and "attempt" not in line  # an empty buffer and a first attempt go unsaid
 
 

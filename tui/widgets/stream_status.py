@@ -83,13 +83,19 @@ def status_content(facts: StatusFacts, now: float) -> Content:
     icon = spinner(now) if state in LIVE_STATES else ICONS.get(state, " ")
     metrics = facts.metrics
     label = state_label(state, metrics)
+    retry = facts.retry if state == "retrying" else None
+    if retry is not None:
+        # "retry 1/3 in 1.4 s" says the state: the reason comes next, before any figure, so a
+        # narrow pane (three a row at 160 columns) still shows it whole.
+        label = f"retry {retry.attempt}/{retry.max_attempts - 1} in {max(facts.retry_left, 0):.1f} s"
     parts = [Content.styled(f"{icon} {label}", f"bold {STATE_STYLES.get(state, '')}")]
     if metrics is not None and metrics.truncated and state not in LIVE_STATES:
         parts.append(Content.styled("truncated", "bold $text-warning"))
     if (stall := stall_text(facts)) is not None:
         parts.append(Content.styled(stall, "bold $text-warning"))
-    if state == "retrying" and facts.retry is not None:
-        parts.append(Content.styled(retry_text(facts.retry, facts.retry_left), "$text-warning"))
+    if retry is not None:
+        reason = one_line(retry.error) + (" [injected]" if retry.injected else "")
+        parts.append(Content.styled(reason, "$text-warning"))
     elif state == "starting" and facts.note not in ENGINE_NOTES:
         parts.append(Content(one_line(facts.note)))  # a status message from the program
     if metrics is not None:
