@@ -277,3 +277,24 @@ def test_a_run_that_asked_nothing_still_writes_a_report(openai_server: OpenAISer
     assert report["mean_ttft_ms"] is None and report["output_lens"] == []
     write_report(tmp_path / "empty.csv", session)
     assert (tmp_path / "empty.csv").read_text(encoding="utf-8").splitlines() == ["stream,question,state"]
+
+
+async def test_progress_has_a_ttft_while_streams_stream_and_the_report_lists_finish_reasons_and_queue_times(
+    openai_server: OpenAIServer,
+) -> None:
+    from tui.report import per_request_lists, progress_record, stream_figures
+
+    openai_server.reset(Behaviour(tokens=300, tokens_per_s=100))
+    session = make_session(openai_server, concurrency=1)
+    runs = [session.new_run(q) for q in ("slow one", "waits its turn")]
+    tasks = [asyncio.create_task(run.wait()) for run in runs]
+    await openai_server.until(lambda: any(r.tokens_sent > 5 for r in openai_server.completions))
+    await asyncio.sleep(0.05)
+    midway = progress_record(session, 1.0)
+    assert midway["completed"] == 0 and midway["mean_ttft_ms"] is not None
+    runs[0].cancel()
+    openai_server.reset(Behaviour(tokens=8, finish_reason="length"))
+    await asyncio.gather(*tasks)
+    lists = per_request_lists(stream_figures(session), None)
+    assert lists["finish_reasons"] == [None, "length"]
+    assert lists["queue_times"][0] == 0.0 and lists["queue_times"][1] > 0.01
