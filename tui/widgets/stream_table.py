@@ -66,7 +66,8 @@ def row_values(pane: StreamPane, now: float) -> dict[str, Any]:
         "tokens": metrics.tokens,
         "rate": speed,
         "ttft": metrics.ttft,
-        "retries": max(metrics.attempts - 1, 0),
+        # Waiting to retry, the next attempt has not started yet but the retry is under way.
+        "retries": max(metrics.attempts - 1, 0) + (state == "retrying"),
         "last": last_words(answer),
         "truncated": metrics.truncated,
     }
