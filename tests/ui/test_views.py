@@ -180,3 +180,17 @@ async def test_the_palette_screenshot_falls_back_to_the_current_directory(make_a
         app.deliver_screenshot()
         await wait_until(pilot, lambda: any(work.glob("*.svg")), timeout=10)
     assert not (home / "Downloads").exists()
+
+
+async def test_a_maximised_pane_stays_under_the_bars(make_app, openai_server: OpenAIServer):
+    openai_server.reset(Behaviour(tokens=10))
+    app = make_app(["What is Rust?", "What is Python?"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(panes(app)) == 2)
+        await pilot.press("f2")
+        await pilot.pause()
+        pane = app.dashboard.maximized
+        assert pane is panes(app)[0]
+        bar = app.dashboard.query_one(GlobalStatusBar)
+        assert bar.region.y == 0, "the global bar stays on top"
+        assert pane.region.y > bar.region.y and pane.region.width >= 78
