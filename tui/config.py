@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "DSPY_STREAM_"
-PROGRAMS = ("predict", "cot")
+PROGRAMS = ("predict", "cot", "react")  # built-ins; a file.py:NAME or module:NAME also works
 ADAPTERS = ("chat", "json", "plain")
 MODES = ("simple", "concurrent", "aggregate", "recovery", "demo")
 LOCAL_MODEL = "local"
@@ -30,6 +30,11 @@ class Settings:
     model: str = LOCAL_MODEL
     api_base: str | None = None
     program: str = "predict"
+    signature: str | None = None  # a DSPy signature string for the built-in programs
+    instructions: str | None = None  # the signature's docstring-style instruction
+    load: str | None = None  # saved state (Module.save) to load into the program
+    allow_pickle: bool = False  # a .pkl state or a whole saved program runs code when loaded
+    tools: str | None = None  # a Python file whose public functions are react's tools
     adapter: str | None = None  # None: chat for hosted models, plain for local ones
     buffer_size: int = 100
     max_retries: int = 3
@@ -106,8 +111,8 @@ def _check(settings: Settings) -> None:
 
     if not settings.model.strip():
         raise bad("model", "give a model such as openai/gpt-4o-mini, or 'local'")
-    if settings.program not in PROGRAMS:
-        raise bad("program", f"choose one of {', '.join(PROGRAMS)}")
+    if not settings.program.strip():
+        raise bad("program", f"choose one of {', '.join(PROGRAMS)}, or give path/file.py:NAME")
     if settings.adapter is not None and settings.adapter not in ADAPTERS:
         raise bad("adapter", f"choose one of {', '.join(ADAPTERS)}")
     if settings.mode is not None and settings.mode not in MODES:
