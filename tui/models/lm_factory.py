@@ -139,17 +139,24 @@ def build_adapter(settings: Settings) -> dspy.Adapter:
 def make_stream_listeners(
     program: dspy.Module, adapter: Settings | dspy.Adapter | None = None
 ) -> list[StreamListener]:
-    """Fresh listeners, one per output field of every predictor in `program`, in signature order.
+    """Fresh listeners for every streamable output field of every predictor in `program`.
 
+    Each names its predictor (`predict=`, `predict_name=`) so a field name two predictors share
+    is told apart. `allow_reuse`: a predictor called again in the same run (ReAct's steps, a
+    loop) streams again; listeners are still made fresh for every attempt (dspy#8425).
+    Numbers, lists, Literal and models do not stream: they appear with the Prediction.
     DSPy's listeners refuse adapters they do not know by name, so PlainAdapter gets its own kind.
     """
+    from tui.programs.info import streams
+
     if isinstance(adapter, Settings):
         adapter = build_adapter(adapter)
     kind = PlainStreamListener if isinstance(adapter, PlainAdapter) else StreamListener
     return [
-        kind(field_name, predict=predictor, predict_name=name)
+        kind(field_name, predict=predictor, predict_name=name, allow_reuse=True)
         for name, predictor in program.named_predictors()
-        for field_name in predictor.signature.output_fields
+        for field_name, info in predictor.signature.output_fields.items()
+        if streams(info.annotation)
     ]
 
 

@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tui.config import Settings
 from tui.models.lm_factory import make_stream_listeners, model_status_updates
 from tui.streaming.metrics import RunSummary, summarize
-from tui.streaming.runner import StreamJob, StreamRun
+from tui.streaming.program_info import ProgramInfo
+from tui.streaming.runner import StreamJob, StreamRun, program_for
 
 
 class EmptyQuestion(ValueError):
     def __init__(self) -> None:
         super().__init__("the question is empty: type a question, then press Enter")
+
+
+class MissingInputs(ValueError):
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"the program needs {', '.join(missing)}: give a value for each input field")
 
 
 class StreamSession:
@@ -31,6 +37,7 @@ class StreamSession:
         self._lm = lm
         self._adapter = adapter
         self._limiter: asyncio.Semaphore | None = None
+        self._program: Any = None
         self._rng = random.Random(seed)
         self.runs: list[StreamRun] = []
         self.started_at: float | None = None
@@ -45,6 +52,16 @@ class StreamSession:
             self._lm = self._lm or build_lm(self.settings)
             self._adapter = self._adapter or build_adapter(self.settings)
 
+    def ensure_program(self) -> None:
+        """Load the program now; raises `tui.programs.ProgramError` (one line) on a bad spec."""
+        if self._program is None:
+            self._program = program_for(self.settings)
+
+    @property
+    def program_info(self) -> ProgramInfo:
+        self.ensure_program()
+        return self._program.info
+
     @property
     def fault_rate(self) -> float:
         """Faults are injected only in recovery mode on the embedded model, to show retries at work."""
@@ -52,17 +69,17 @@ class StreamSession:
             return self.settings.fault_rate
         return 0.0
 
-    def new_run(self, question: str) -> StreamRun:
-        question = question.strip()
-        if not question:
-            raise EmptyQuestion()
+    def new_run(self, question_or_inputs: str | Mapping[str, str]) -> StreamRun:
+        """A stream for one question (the program's one input) or one value per input field."""
+        self.ensure_program()
+        question, inputs = self._job_inputs(question_or_inputs)
         self.ensure_model()
         if self._limiter is None:
             self._limiter = asyncio.Semaphore(self.settings.concurrency)
         if self.started_at is None:
             self.started_at = time.monotonic()
         run = StreamRun(
-            StreamJob(question, stream_id=len(self.runs) + 1),
+            StreamJob(question, stream_id=len(self.runs) + 1, inputs=inputs),
             self.settings,
             self._lm,
             self._adapter,
@@ -71,11 +88,31 @@ class StreamSession:
             limiter=self._limiter,
             listener_factory=make_stream_listeners,
             status_updates=model_status_updates,
+            program=self._program,
         )
         self.runs.append(run)
         if self.on_new_run is not None:
             self.on_new_run(run)
         return run
+
+    def _job_inputs(self, given: str | Mapping[str, str]) -> tuple[str, dict[str, str]]:
+        """The text shown for the stream, and the value of every input field of the program."""
+        fields = self._program.info.inputs
+        if isinstance(given, str):
+            question = given.strip()
+            if not question:
+                raise EmptyQuestion()
+            if len(fields) > 1:
+                raise MissingInputs(list(fields[1:]))
+            return question, {fields[0]: question}
+        inputs = {name: str(value) for name, value in given.items()}
+        missing = [name for name in fields if not inputs.get(name, "").strip()]
+        if missing and len(missing) == len(fields):
+            raise EmptyQuestion()
+        if missing:
+            raise MissingInputs(missing)
+        shown = inputs[fields[-1]].strip() if len(fields) > 1 else inputs[fields[0]].strip()
+        return shown, {name: inputs[name] for name in fields}
 
     def summary(self) -> RunSummary:
         duration = time.monotonic() - self.started_at if self.started_at is not None else 0.0
