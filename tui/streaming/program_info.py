@@ -43,6 +43,8 @@ class ProgramInfo:
 
     @property
     def final_output(self) -> OutputField:
-        """The field whose first token is the time to first output token (TTFO)."""
+        """The field whose first token is the time to first output token (TTFO): the last
+        streamed field that is not reasoning (a number or a list arrives only with the Prediction)."""
+        streamed = [f for f in self.outputs if not f.reasoning and f.streams]
         answers = [f for f in self.outputs if not f.reasoning]
-        return (answers or list(self.outputs))[-1]
+        return (streamed or answers or list(self.outputs))[-1]
