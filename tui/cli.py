@@ -255,7 +255,7 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
     if not headless:
         from tui.app import run_dashboard
 
-        code = run_dashboard(session, questions)
+        code = run_dashboard(session, questions)  # B's entry form takes the dict questions
         _write_report(args, session)
         return code
 
@@ -263,7 +263,8 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
     from tui.history import begin_recording
 
     mode = _resolve_mode(settings, questions)
-    history, recorder = begin_recording(session, mode, questions, sys.stderr)
+    shown = [q if isinstance(q, str) else session.shown_question(q) for q in questions]
+    history, recorder = begin_recording(session, mode, shown, sys.stderr)
     run = HeadlessRun(settings, questions, mode, output=args.output, session=session)
     try:
         code = asyncio.run(_with_progress(run, args.progress))

@@ -12,7 +12,7 @@ from dspy.adapters.types.base_type import Type as DspyType
 
 from tui.streaming.program_info import OutputField, ProgramInfo
 
-REASONING_NAMES = ("reasoning", "rationale")
+REASONING_NAMES = ("reasoning", "rationale", "next_thought")  # ReAct's thoughts read as reasoning
 
 
 def field_keys(program: dspy.Module) -> dict[tuple[str, str], str]:
@@ -84,6 +84,9 @@ def program_inputs(program: dspy.Module) -> tuple[str, ...]:
         )
         if names:
             return names
+    own = getattr(program, "signature", None)  # ReAct's and Predict's: the user's, without internals
+    if inspect.isclass(own) and issubclass(own, dspy.Signature) and own.input_fields:
+        return tuple(own.input_fields)
     for _, predictor in program.named_predictors():
         inputs = tuple(predictor.signature.input_fields)
         if inputs:

@@ -95,8 +95,13 @@ class StreamSession:
             self.on_new_run(run)
         return run
 
+    def shown_question(self, given: str | Mapping[str, str]) -> str:
+        """The text a stream is shown by: the question, or the last input field's value."""
+        return self._job_inputs(given)[0]
+
     def _job_inputs(self, given: str | Mapping[str, str]) -> tuple[str, dict[str, str]]:
         """The text shown for the stream, and the value of every input field of the program."""
+        self.ensure_program()
         fields = self._program.info.inputs
         if isinstance(given, str):
             question = given.strip()
