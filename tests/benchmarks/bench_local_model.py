@@ -41,7 +41,7 @@ from tui.models.local_engine import (
 from tui.models.plain_adapter import PlainAdapter
 from tui.streaming.events import Done, Token
 from tui.streaming.metrics import percentile
-from tui.streaming.programs import SIGNATURE
+from tui.programs.loader import DEFAULT_SIGNATURE as SIGNATURE
 from tui.streaming.session import StreamSession
 
 ROUNDS, MAX_TOKENS = 8, 128

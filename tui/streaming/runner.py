@@ -368,7 +368,8 @@ class StreamRun:
 
         if prediction is None:
             raise StreamIncomplete("the program ended without a prediction")
-        cache_hit = not texts
+        # A program whose fields are all numbers or lists streams nothing, cached or not.
+        cache_hit = not texts and any(output.streams for output in self.info.outputs)
         if cache_hit:
             # A cached answer does not stream: deliver its text fields whole, marked as a hit.
             for name, key in self._prediction_keys(prediction).items():
