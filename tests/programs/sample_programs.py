@@ -83,3 +83,17 @@ def needs_arguments(size: int) -> dspy.Module:
 
 def broken_factory() -> dspy.Module:
     raise RuntimeError("the factory could not reach its database")
+
+
+def refined() -> dspy.Module:
+    """A Refine-like wrapper around a chain of thought: a plain `forward`, run in a thread."""
+    return dspy.Refine(
+        dspy.ChainOfThought("question -> answer"), N=2, reward_fn=lambda _a, _p: 1.0, threshold=0.5
+    )
+
+
+class MadeInForward(dspy.Module):
+    """Its predictor exists only while `aforward` runs, so no listener can know it up front."""
+
+    async def aforward(self, question: str) -> dspy.Prediction:
+        return await dspy.Predict("question -> answer").acall(question=question)

@@ -134,3 +134,33 @@ async def test_a_known_model_has_a_cost(openai_server):
     events = await collect(run)
     assert isinstance(events[-1], Done)
     assert run.metrics.cost_usd is not None and run.metrics.cost_usd > 0
+
+
+async def test_a_refine_wrapper_streams_its_inner_module(openai_server):
+    run = program_run(openai_server, {"question": "q"}, program=f"{SAMPLES}:refined")
+    events = await collect(run)
+    done = events[-1]
+    assert isinstance(done, Done)
+    texts = streamed(events)
+    assert list(texts) == ["reasoning", "answer"]
+    assert texts["answer"].strip() == done.prediction.answer
+
+
+async def test_a_predictor_made_inside_forward_is_delivered_whole(openai_server):
+    run = program_run(openai_server, {"question": "q"}, program=f"{SAMPLES}:MadeInForward")
+    events = await collect(run)
+    done = events[-1]
+    assert isinstance(done, Done) and not done.cache_hit
+    assert streamed(events) == {"answer": done.prediction.answer}
+
+
+async def test_typed_values_are_json_values_in_the_record(openai_server):
+    from tui.report import prediction_json
+
+    run = program_run(openai_server, {"text": "I love it"}, program=f"{SAMPLES}:typed_program")
+    events = await collect(run)
+    assert isinstance(events[-1], Done)
+    values = prediction_json(events[-1].prediction)
+    assert values["verdict"] == {"label": "dspy stream", "score": 3}
+    assert isinstance(values["tags"], list) and isinstance(values["score"], float)
+    json.dumps(values)

@@ -47,4 +47,6 @@ class ProgramInfo:
         streamed field that is not reasoning (a number or a list arrives only with the Prediction)."""
         streamed = [f for f in self.outputs if not f.reasoning and f.streams]
         answers = [f for f in self.outputs if not f.reasoning]
-        return (streamed or answers or list(self.outputs))[-1]
+        fields = streamed or answers or list(self.outputs)
+        # A program whose predictors appear only inside `forward` shows no fields up front.
+        return fields[-1] if fields else OutputField("answer", "answer")

@@ -370,8 +370,9 @@ class StreamRun:
             raise StreamIncomplete("the program ended without a prediction")
         # A program whose fields are all numbers or lists streams nothing, cached or not.
         cache_hit = not texts and any(output.streams for output in self.info.outputs)
-        if cache_hit:
-            # A cached answer does not stream: deliver its text fields whole, marked as a hit.
+        if not texts:
+            # A cached answer does not stream, nor does a predictor made inside `forward` (no
+            # listener can know it in advance): deliver the text fields whole.
             for name, key in self._prediction_keys(prediction).items():
                 text = str(prediction.get(name, "") or "")
                 texts[key] = text
@@ -396,6 +397,8 @@ class StreamRun:
         outputs a field of that name is the one whose value the Prediction holds."""
         keys: dict[str, str] = {}
         names = set(prediction.keys()) if hasattr(prediction, "keys") else set()
+        if not self.info.outputs:
+            return {name: name for name in names if isinstance(prediction.get(name), str)}
         for output in self.info.outputs:
             if output.name in names and output.streams:
                 keys[output.name] = output.key
