@@ -20,9 +20,12 @@ class EmptyQuestion(ValueError):
         super().__init__("the question is empty: type a question, then press Enter")
 
 
-class MissingInputs(ValueError):
+class MissingInputs(EmptyQuestion):
+    """Some of the program's input fields have no value: the question box refuses it as empty."""
+
     def __init__(self, missing: list[str]) -> None:
-        super().__init__(f"the program needs {', '.join(missing)}: give a value for each input field")
+        self.missing = missing
+        ValueError.__init__(self, f"the program needs {', '.join(missing)}: give a value for each input field")
 
 
 class StreamSession:
