@@ -97,3 +97,19 @@ class MadeInForward(dspy.Module):
 
     async def aforward(self, question: str) -> dspy.Prediction:
         return await dspy.Predict("question -> answer").acall(question=question)
+
+
+class SideBySide(dspy.Module):
+    """Two stages at once, then a third that joins them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pros = dspy.Predict("topic -> pros")
+        self.cons = dspy.Predict("topic -> cons")
+        self.verdict = dspy.Predict("pros, cons -> verdict")
+
+    async def aforward(self, topic: str) -> dspy.Prediction:
+        import asyncio
+
+        pros, cons = await asyncio.gather(self.pros.acall(topic=topic), self.cons.acall(topic=topic))
+        return await self.verdict.acall(pros=pros.pros, cons=cons.cons)

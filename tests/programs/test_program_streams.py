@@ -164,3 +164,19 @@ async def test_typed_values_are_json_values_in_the_record(openai_server):
     assert values["verdict"] == {"label": "dspy stream", "score": 3}
     assert isinstance(values["tags"], list) and isinstance(values["score"], float)
     json.dumps(values)
+
+
+async def test_stages_run_side_by_side_end_under_their_own_names(openai_server):
+    # cons streams far longer than pros, so pros ends while cons is still streaming.
+    openai_server.default = Behaviour(tokens=3, tokens_per_s=200, fields={"cons": "long " * 40})
+    run = program_run(openai_server, {"topic": "tea"}, program=f"{SAMPLES}:SideBySide")
+    events = await collect(run)
+    assert isinstance(events[-1], Done)
+    stages = [e.message for e in events if isinstance(e, Status) and e.kind == "stage"]
+    assert sorted(stages[:4]) == sorted(["▸ pros", "▸ cons", "✓ pros", "✓ cons"])
+    assert stages[4:] == ["▸ verdict", "✓ verdict"]
+    assert set(streamed(events)) == {"pros", "cons", "verdict"}
+    for stage in ("pros", "cons"):
+        # One stack of stages would end the wrong one first: its tokens would follow its end.
+        ended = events.index(Status(f"✓ {stage}", "stage"))
+        assert not any(isinstance(e, Token) and e.field == stage for e in events[ended:])

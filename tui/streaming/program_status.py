@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from typing import Any
 
 import dspy
@@ -47,13 +49,17 @@ class ProgramStatusProvider(StatusMessageProvider):
     """One per attempt: names stages by the program's own predictor names.
 
     Module ends carry no instance, so starts are kept on a stack; a module that is not a stage
-    pushes None and its end says nothing.
+    pushes None and its end says nothing. One stack per task and thread, so stages run side by
+    side (`asyncio.gather`, `dspy.Parallel`) end under their own names.
     """
 
     def __init__(self, program: dspy.Module) -> None:
         self._stages = {id(p): display_name(name) for name, p in program.named_predictors()}
         self._root = id(program)
-        self._open: list[str | None] = []
+        self._open: dict[tuple[int, int], list[str | None]] = {}
+
+    def _stack(self) -> list[str | None]:
+        return self._open.setdefault(_where(), [])
 
     def tool_start_status_message(self, instance: Any, inputs: dict[str, Any]) -> str:
         name = getattr(instance, "name", type(instance).__name__)
@@ -64,12 +70,21 @@ class ProgramStatusProvider(StatusMessageProvider):
 
     def module_start_status_message(self, instance: Any, inputs: dict[str, Any]) -> str | None:
         stage = self._stages.get(id(instance)) if id(instance) != self._root else None
-        self._open.append(stage)
+        self._stack().append(stage)
         return StatusNote(f"▸ {stage}", "stage") if stage else None
 
     def module_end_status_message(self, outputs: Any) -> str | None:
-        stage = self._open.pop() if self._open else None
+        stack = self._stack()
+        stage = stack.pop() if stack else None
         return StatusNote(f"✓ {stage}", "stage") if stage else None
+
+
+def _where() -> tuple[int, int]:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop in this thread
+        task = None
+    return threading.get_ident(), id(task) if task is not None else 0
 
 
 def status_kind(message: Any) -> str:

@@ -25,7 +25,9 @@ class MissingInputs(EmptyQuestion):
 
     def __init__(self, missing: list[str]) -> None:
         self.missing = missing
-        ValueError.__init__(self, f"the program needs {', '.join(missing)}: give a value for each input field")
+        ValueError.__init__(
+            self, f"the program needs {', '.join(missing)}: give a value for each input field"
+        )
 
 
 class StreamSession:
