@@ -142,3 +142,11 @@ def test_program_settings_come_from_the_config_file_and_environment(openai_serve
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("title: ")
     assert "Be brief." in json.dumps(openai_server.completions[0].json)
+
+
+def test_a_factory_from_an_importable_module_streams(openai_server):
+    openai_server.default = Behaviour(text="From the factory.")
+    result = dspy_stream(*on(openai_server), "--program", "tests.programs.sample_programs:make_qa", "Why?")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "From the factory."
+    assert "[reasoning]" in result.stderr  # make_qa is a chain of thought
