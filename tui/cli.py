@@ -115,10 +115,10 @@ SETTING_FLAGS = (
 )  # fmt: skip
 
 
-def parse_inputs(pairs: Sequence[str]) -> dict[str, str]:
-    """`--input NAME=VALUE` values; `NAME=@file` reads the file."""
+def parse_inputs(pairs: Sequence[str], configured: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+    """`--input NAME=VALUE` values over the configured ones; `NAME=@file` reads the file."""
     inputs: dict[str, str] = {}
-    for pair in pairs:
+    for pair in [f"{name}={value}" for name, value in configured] + list(pairs):
         name, equals, value = pair.partition("=")
         name = name.strip()
         if not equals or not name.isidentifier():
@@ -145,7 +145,7 @@ def gather_questions(args: argparse.Namespace, settings: Settings, err: IO[str])
     questions: list = [q for q in args.questions]
     if any(not q.strip() for q in questions):
         raise ConfigError('a question is empty: give some text, e.g. dspy-stream "What is Rust?"')
-    given = parse_inputs(getattr(args, "inputs", []) or [])
+    given = parse_inputs(getattr(args, "inputs", []) or [], settings.inputs)
     fields = _input_fields(settings)
     unknown = [name for name in given if name not in fields]
     if unknown:

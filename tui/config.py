@@ -35,6 +35,8 @@ class Settings:
     load: str | None = None  # saved state (Module.save) to load into the program
     allow_pickle: bool = False  # a .pkl state or a whole saved program runs code when loaded
     tools: str | None = None  # a Python file whose public functions are react's tools
+    # Values for the program's input fields, as `--input NAME=VALUE` gives them (`@file` reads one).
+    inputs: tuple[tuple[str, str], ...] = ()
     adapter: str | None = None  # None: chat for hosted models, plain for local ones
     buffer_size: int = 100
     max_retries: int = 3
@@ -79,6 +81,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if raw is None:
         return None
+    if name == "inputs":
+        return _coerce_inputs(raw, source)
     try:
         if kind in ("int", "int | None"):
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
@@ -102,6 +106,30 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}
         word = expected.get(kind.split(" ")[0], "text")
         raise ConfigError(f"{name}={raw!r} ({source}): expected {word}") from None
+
+
+def _coerce_inputs(raw: Any, source: str) -> tuple[tuple[str, str], ...]:
+    """A TOML table (`inputs = {question = "..."}`), a JSON object (the environment), or
+    NAME=VALUE pairs (flags)."""
+    if isinstance(raw, str):
+        import json
+
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ConfigError(
+                f'inputs ({source}): expected a JSON object like {{"question": "..."}}'
+            ) from None
+    if isinstance(raw, Mapping):
+        pairs = list(raw.items())
+    elif isinstance(raw, list | tuple) and all(isinstance(p, list | tuple) and len(p) == 2 for p in raw):
+        pairs = list(raw)
+    else:
+        raise ConfigError(f"inputs ({source}): expected a table of input field = value")
+    for name, value in pairs:
+        if not isinstance(name, str) or not name.isidentifier() or not isinstance(value, str):
+            raise ConfigError(f"inputs ({source}): {name!r} = {value!r}: expected field name = text")
+    return tuple((name, value) for name, value in pairs)
 
 
 def _check(settings: Settings) -> None:
@@ -201,7 +229,10 @@ def load_settings(
                 source = f"flag --{name.replace('_', '-')}"
             else:
                 source = layer
-            values[name] = _coerce(name, raw, source)
+            value = _coerce(name, raw, source)
+            if name == "inputs" and name in values:  # input fields layer one by one
+                value = tuple((dict(values[name]) | dict(value)).items())
+            values[name] = value
             sources[name] = source
     settings = Settings(**values, sources=sources)
     _check(settings)

@@ -150,3 +150,25 @@ def test_a_factory_from_an_importable_module_streams(openai_server):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "From the factory."
     assert "[reasoning]" in result.stderr  # make_qa is a chain of thought
+
+
+def test_inputs_come_from_the_config_file_and_the_environment_too(openai_server, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Notes from the config file.")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'program = "examples/research_answer.py:ResearchAnswer"\n'
+        f'inputs = {{ notes = "@{notes}", question = "from the file" }}\n'
+    )
+    result = dspy_stream(
+        *on(openai_server),
+        "--config",
+        str(config),
+        env={"DSPY_STREAM_INPUTS": '{"question": "from the env"}'},
+    )
+    assert result.returncode == 0, result.stderr
+    prompt = json.dumps(openai_server.completions[0].json)
+    assert "Notes from the config file." in prompt and "from the env" in prompt
+    bad = dspy_stream(*on(openai_server), env={"DSPY_STREAM_INPUTS": "question=oops"})
+    assert bad.returncode == 2
+    assert "expected a JSON object" in assert_one_line_error(bad.stderr)
