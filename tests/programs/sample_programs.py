@@ -113,3 +113,14 @@ class SideBySide(dspy.Module):
 
         pros, cons = await asyncio.gather(self.pros.acall(topic=topic), self.cons.acall(topic=topic))
         return await self.verdict.acall(pros=pros.pros, cons=cons.cons)
+
+
+class ReturnsDict(dspy.Module):
+    """`forward` returns a plain dict, not a Prediction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = dspy.Predict("question -> answer")
+
+    def forward(self, question: str) -> dict[str, str]:
+        return {"answer": self.answer(question=question).answer, "source": "notes"}

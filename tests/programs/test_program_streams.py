@@ -180,3 +180,13 @@ async def test_stages_run_side_by_side_end_under_their_own_names(openai_server):
         # One stack of stages would end the wrong one first: its tokens would follow its end.
         ended = events.index(Status(f"✓ {stage}", "stage"))
         assert not any(isinstance(e, Token) and e.field == stage for e in events[ended:])
+
+
+async def test_a_forward_that_returns_a_dict_ends_with_a_prediction(openai_server):
+    run = program_run(openai_server, {"question": "q"}, program=f"{SAMPLES}:ReturnsDict", timeout=30.0)
+    events = await collect(run)
+    done = events[-1]
+    assert isinstance(done, Done), done
+    assert done.prediction.source == "notes"
+    assert streamed(events)["answer"].strip() == done.prediction.answer
+    assert run.metrics.attempts == 1  # no stall, no retry

@@ -63,6 +63,29 @@ def runs_async(program: dspy.Module) -> bool:
     return callable(getattr(type(program), "aforward", None))
 
 
+class _ReturnsPrediction(dspy.Module):
+    """Runs the user's program and hands streamify a Prediction, whatever `forward` returned.
+
+    streamify ends a stream only on a Prediction; a program returning a dict or a string would
+    otherwise stream its fields and then hang until the stall timeout.
+    """
+
+    def __init__(self, program: dspy.Module) -> None:
+        super().__init__()
+        self.program = program
+
+    async def aforward(self, **inputs: Any) -> dspy.Prediction:
+        if runs_async(self.program):
+            result = await self.program.acall(**inputs)
+        else:
+            result = await dspy.asyncify(self.program)(**inputs)
+        if isinstance(result, dspy.Prediction):
+            return result
+        if isinstance(result, Mapping):
+            return dspy.Prediction(**{str(k): v for k, v in result.items()})
+        return dspy.Prediction(answer=result)
+
+
 _PROGRAMS: dict[tuple[Any, ...], Any] = {}
 
 
@@ -305,10 +328,10 @@ class StreamRun:
         self.tool_calls.clear()
         self._keys, self._ended = keys, set()
         streaming_program = dspy.streamify(
-            program,
+            _ReturnsPrediction(program),
             status_message_provider=ProgramStatusProvider(program),
             stream_listeners=listeners,
-            is_async_program=runs_async(program),
+            is_async_program=True,
         )
         self.metrics.start_attempt()
         texts: dict[str, str] = {}
