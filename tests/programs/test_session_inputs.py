@@ -32,7 +32,7 @@ def test_every_input_field_needs_a_value() -> None:
     session = StreamSession(Settings(program=f"{SAMPLES}:DraftThenPolish"))
     with pytest.raises(MissingInputs, match="needs question"):
         session.new_run({"context": "c", "question": "  "})
-    with pytest.raises(MissingInputs, match="needs question"):
+    with pytest.raises(MissingInputs, match="inputs are context, question"):
         session.new_run("just one text")  # one text cannot fill two fields
     with pytest.raises(EmptyQuestion):
         session.new_run({"context": "", "question": ""})

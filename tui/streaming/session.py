@@ -23,8 +23,11 @@ class EmptyQuestion(ValueError):
 class MissingInputs(EmptyQuestion):
     """Some of the program's input fields have no value: the question box refuses it as empty."""
 
-    def __init__(self, missing: list[str]) -> None:
+    def __init__(self, missing: list[str], *, several: bool = False) -> None:
         self.missing = missing
+        if several:  # one text for a program with several input fields
+            ValueError.__init__(self, f"the program's inputs are {', '.join(missing)}: give each a value")
+            return
         ValueError.__init__(
             self, f"the program needs {', '.join(missing)}: give a value for each input field"
         )
@@ -113,7 +116,7 @@ class StreamSession:
             if not question:
                 raise EmptyQuestion()
             if len(fields) > 1:
-                raise MissingInputs(list(fields[1:]))
+                raise MissingInputs(list(fields), several=True)
             return question, {fields[0]: question}
         inputs = {name: str(value) for name, value in given.items()}
         missing = [name for name in fields if not inputs.get(name, "").strip()]
