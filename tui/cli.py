@@ -43,7 +43,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="a file of questions: one a line, or JSONL with a 'question' key",
     )
     p.add_argument("--mode", choices=MODES, help="simple | concurrent | aggregate | recovery | demo")
-    p.add_argument("--program", choices=PROGRAMS, help="predict (default) or cot (chain of thought)")
+    p.add_argument(
+        "--program",
+        metavar="PROGRAM",
+        help=f"{', '.join(PROGRAMS)} (react needs --tools), path/to/file.py:NAME or package.module:NAME "
+        "(a dspy.Module instance, a Module subclass, or a function of no arguments returning one)",
+    )
+    p.add_argument(
+        "--signature",
+        metavar="SIG",
+        help='the built-in program\'s DSPy signature, e.g. "context, question -> answer, confidence: float"',
+    )
+    p.add_argument("--instructions", metavar="TEXT", help="the signature's instruction (its docstring)")
+    p.add_argument("--tools", metavar="FILE.py", help="react's tools: every public function of FILE.py")
+    p.add_argument(
+        "--load",
+        metavar="STATE",
+        help="saved state (Module.save(...json)) to load into the program: optimized demos and instructions",
+    )
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        default=None,
+        help="allow --load of a .pkl state or a whole saved program directory (save_program=True): "
+        "pickle runs code, so only for files you trust",
+    )
+    p.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a value for one input field of the program (NAME=@file reads a file); repeat per field",
+    )
     p.add_argument(
         "--model",
         help="a dspy.LM model string (openai/gpt-4o-mini, anthropic/...), "
@@ -82,28 +114,81 @@ def _version() -> str:
 
 
 SETTING_FLAGS = (
-    "mode", "program", "model", "api_base", "adapter", "buffer_size", "max_retries", "retry_delay",
+    "mode", "program", "signature", "instructions", "tools", "load", "allow_pickle",
+    "model", "api_base", "adapter", "buffer_size", "max_retries", "retry_delay",
     "timeout", "concurrency", "max_tokens", "temperature", "fault_rate", "repeat", "slo", "cache",
 )  # fmt: skip
 
 
-def gather_questions(args: argparse.Namespace, settings: Settings, err: IO[str]) -> list[str]:
-    """Questions from the command line and the questions file, repeated `repeat` times."""
+def parse_inputs(pairs: Sequence[str], configured: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+    """`--input NAME=VALUE` values over the configured ones; `NAME=@file` reads the file."""
+    inputs: dict[str, str] = {}
+    for pair in [f"{name}={value}" for name, value in configured] + list(pairs):
+        name, equals, value = pair.partition("=")
+        name = name.strip()
+        if not equals or not name.isidentifier():
+            raise ConfigError(
+                f'--input {pair!r}: write NAME=VALUE or NAME=@file, e.g. --input question="Why?"'
+            )
+        if value.startswith("@"):
+            path = Path(value[1:])
+            try:
+                value = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise ConfigError(f"--input {name}=@{path}: no such file") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"--input {name}=@{path}: cannot be read ({exc})") from None
+        inputs[name] = value
+    return inputs
+
+
+def gather_questions(args: argparse.Namespace, settings: Settings, err: IO[str]) -> list:
+    """Questions (text, or one value per input field) from the command line and the questions
+    file, repeated `repeat` times."""
     from tui.questions import read_questions
 
-    questions = [q for q in args.questions]
+    questions: list = [q for q in args.questions]
     if any(not q.strip() for q in questions):
         raise ConfigError('a question is empty: give some text, e.g. dspy-stream "What is Rust?"')
+    given = parse_inputs(getattr(args, "inputs", []) or [], settings.inputs)
+    fields = _input_fields(settings)
+    unknown = [name for name in given if name not in fields]
+    if unknown:
+        raise ConfigError(f"--input {unknown[0]}: the program's inputs are {', '.join(fields)}")
+    if given or len(fields) > 1:
+        questions = _fill_inputs(questions, given, fields)
     if args.questions_file is not None:
-        parsed = read_questions(args.questions_file)
+        parsed = read_questions(args.questions_file, input_fields=fields)
         for problem in parsed.problems:
             err.write(f"dspy-stream: warning: {problem}\n")
-        questions.extend(q.text for q in parsed.questions)
+        for q in parsed.questions:
+            questions.append({**given, **q.inputs} if q.inputs else q.text)
     if settings.mode == "demo" and not questions:
         from tui.demo import DEMO_QUESTIONS
 
         questions = list(DEMO_QUESTIONS)
     return questions * settings.repeat
+
+
+def _input_fields(settings: Settings) -> tuple[str, ...]:
+    from tui.streaming.runner import program_for
+
+    return program_for(settings).info.inputs
+
+
+def _fill_inputs(questions: list, given: dict[str, str], fields: tuple[str, ...]) -> list:
+    """Each positional question fills the one input field `--input` left open; with all of
+    them given, `--input` alone is one stream."""
+    missing = [name for name in fields if name not in given]
+    if not questions:
+        if given and missing:
+            raise ConfigError(f"no value for {', '.join(missing)}: add --input {missing[0]}=...")
+        return [dict(given)] if given else []
+    if len(missing) != 1:
+        if not missing:
+            raise ConfigError("every input field is given with --input: drop the question arguments")
+        raise ConfigError(f"the program's inputs are {', '.join(fields)}: give them with --input NAME=VALUE")
+    return [{**given, missing[0]: q} for q in questions]
 
 
 def _resolve_mode(settings: Settings, questions: list[str]) -> str:
@@ -144,9 +229,9 @@ def _report_error(exc: BaseException, err: IO[str]) -> int:
     from tui.models.errors import ModelError
     from tui.questions import QuestionsFileError
     from tui.streaming.faults import redact
-    from tui.streaming.session import EmptyQuestion
+    from tui.streaming.session import EmptyQuestion, MissingInputs
 
-    expected = (ConfigError, ModelError, QuestionsFileError, EmptyQuestion, OSError)
+    expected = (ConfigError, ModelError, QuestionsFileError, EmptyQuestion, MissingInputs, OSError)
     if isinstance(exc, expected):
         err.write(f"dspy-stream: error: {redact(str(exc))}\n")
         return EXIT_USAGE
@@ -170,11 +255,12 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
     if settings.slo:
         parse_slo(settings.slo)
     session = StreamSession(settings)
+    session.ensure_program()
     session.ensure_model()
     if not headless:
         from tui.app import run_dashboard
 
-        code = run_dashboard(session, questions)
+        code = run_dashboard(session, questions)  # B's entry form takes the dict questions
         _write_report(args, session)
         return code
 
@@ -182,7 +268,8 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
     from tui.history import begin_recording
 
     mode = _resolve_mode(settings, questions)
-    history, recorder = begin_recording(session, mode, questions, sys.stderr)
+    shown = [q if isinstance(q, str) else session.shown_question(q) for q in questions]
+    history, recorder = begin_recording(session, mode, shown, sys.stderr)
     run = HeadlessRun(settings, questions, mode, output=args.output, session=session)
     try:
         code = asyncio.run(_with_progress(run, args.progress))

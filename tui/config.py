@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "DSPY_STREAM_"
-PROGRAMS = ("predict", "cot")
+PROGRAMS = ("predict", "cot", "react")  # built-ins; a file.py:NAME or module:NAME also works
 ADAPTERS = ("chat", "json", "plain")
 MODES = ("simple", "concurrent", "aggregate", "recovery", "demo")
 LOCAL_MODEL = "local"
@@ -30,6 +30,13 @@ class Settings:
     model: str = LOCAL_MODEL
     api_base: str | None = None
     program: str = "predict"
+    signature: str | None = None  # a DSPy signature string for the built-in programs
+    instructions: str | None = None  # the signature's docstring-style instruction
+    load: str | None = None  # saved state (Module.save) to load into the program
+    allow_pickle: bool = False  # a .pkl state or a whole saved program runs code when loaded
+    tools: str | None = None  # a Python file whose public functions are react's tools
+    # Values for the program's input fields, as `--input NAME=VALUE` gives them (`@file` reads one).
+    inputs: tuple[tuple[str, str], ...] = ()
     adapter: str | None = None  # None: chat for hosted models, plain for local ones
     buffer_size: int = 100
     max_retries: int = 3
@@ -74,6 +81,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if raw is None:
         return None
+    if name == "inputs":
+        return _coerce_inputs(raw, source)
     try:
         if kind in ("int", "int | None"):
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
@@ -99,6 +108,30 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         raise ConfigError(f"{name}={raw!r} ({source}): expected {word}") from None
 
 
+def _coerce_inputs(raw: Any, source: str) -> tuple[tuple[str, str], ...]:
+    """A TOML table (`inputs = {question = "..."}`), a JSON object (the environment), or
+    NAME=VALUE pairs (flags)."""
+    if isinstance(raw, str):
+        import json
+
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ConfigError(
+                f'inputs ({source}): expected a JSON object like {{"question": "..."}}'
+            ) from None
+    if isinstance(raw, Mapping):
+        pairs = list(raw.items())
+    elif isinstance(raw, list | tuple) and all(isinstance(p, list | tuple) and len(p) == 2 for p in raw):
+        pairs = list(raw)
+    else:
+        raise ConfigError(f"inputs ({source}): expected a table of input field = value")
+    for name, value in pairs:
+        if not isinstance(name, str) or not name.isidentifier() or not isinstance(value, str):
+            raise ConfigError(f"inputs ({source}): {name!r} = {value!r}: expected field name = text")
+    return tuple((name, value) for name, value in pairs)
+
+
 def _check(settings: Settings) -> None:
     def bad(name: str, why: str) -> ConfigError:
         value = getattr(settings, name)
@@ -106,8 +139,8 @@ def _check(settings: Settings) -> None:
 
     if not settings.model.strip():
         raise bad("model", "give a model such as openai/gpt-4o-mini, or 'local'")
-    if settings.program not in PROGRAMS:
-        raise bad("program", f"choose one of {', '.join(PROGRAMS)}")
+    if not settings.program.strip():
+        raise bad("program", f"choose one of {', '.join(PROGRAMS)}, or give path/file.py:NAME")
     if settings.adapter is not None and settings.adapter not in ADAPTERS:
         raise bad("adapter", f"choose one of {', '.join(ADAPTERS)}")
     if settings.mode is not None and settings.mode not in MODES:
@@ -196,7 +229,10 @@ def load_settings(
                 source = f"flag --{name.replace('_', '-')}"
             else:
                 source = layer
-            values[name] = _coerce(name, raw, source)
+            value = _coerce(name, raw, source)
+            if name == "inputs" and name in values:  # input fields layer one by one
+                value = tuple((dict(values[name]) | dict(value)).items())
+            values[name] = value
             sources[name] = source
     settings = Settings(**values, sources=sources)
     _check(settings)

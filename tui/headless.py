@@ -18,6 +18,12 @@ from tui.streaming.safe_text import visible
 from tui.streaming.session import StreamSession
 
 
+def _answer_fields(run: StreamRun) -> tuple[str, ...]:
+    """The fields headless prints on stdout: every streamed field that is not reasoning."""
+    fields = tuple(f.key for f in run.info.outputs if f.streams and not f.reasoning)
+    return fields or (run.info.final_output.key,)
+
+
 class TaggedWriter:
     """Writes tokens of one or many streams; with many, every line starts with its stream's tag.
 
@@ -152,12 +158,24 @@ class HeadlessRun:
 
     def _show(self, run: StreamRun, event: StreamEvent, writer: TaggedWriter) -> None:
         match event:
-            case Token(field="answer", text=text):
+            case Token(field=name, text=text) if name in _answer_fields(run):
                 self._end_context()
+                if len(_answer_fields(run)) > 1 and getattr(self, "_answer_field", None) != name:
+                    # A program with several answer fields: each under its name.
+                    writer.end_line()
+                    writer.write(run.job.stream_id, f"{name}: ")
+                    self._answer_field = name
                 writer.write(run.job.stream_id, text)
                 self._to_file(run.job.stream_id, text)
-            case Token(text=text):
-                # Reasoning and other fields are context, not the answer: they go to stderr.
+            case Token(field=name, text=text):
+                # Reasoning and other fields are context, not the answer: they go to stderr,
+                # each under its name when a program streams several.
+                if getattr(self, "_context_field", None) != name:
+                    self._end_context()
+                    self._context_field = name
+                    if len(run.info.outputs) > 1:
+                        self.stderr.write(f"[{name}] ")
+                        text = text.lstrip("\n")
                 self.stderr.write(visible(text))
                 self.stderr.flush()
                 self._context_open = True
@@ -169,14 +187,24 @@ class HeadlessRun:
                 )
             case Status(message=message) if message in ("queued", "loading model"):
                 self.note(f"[{message}]")
+            case Status(message=message, kind="tool" | "stage"):
+                self._end_context()
+                self._context_field = None
+                self.note(message)
             case Failed(error=error):
                 writer.end_line()
                 self.note(f"error: {error}")
             case Cancelled():
                 writer.end_line()
                 self.note("cancelled")
-            case Done():
-                pass
+            case Done(prediction=prediction):
+                # Numbers, lists and models do not stream: they show with the Prediction.
+                self._answer_field = None
+                for output in run.info.outputs:
+                    value = getattr(prediction, "get", lambda _n, _d=None: None)(output.name)
+                    if not output.streams and value is not None:
+                        writer.end_line()
+                        writer.write(run.job.stream_id, f"{output.name}: {value}")
 
     async def _concurrent(self) -> None:
         """All questions at once (at most `concurrency` live); each answer printed whole when complete."""
@@ -186,11 +214,11 @@ class HeadlessRun:
 
         async def consume(run: StreamRun) -> None:
             async for event in run.events():
-                if isinstance(event, Token) and event.field == "answer":
+                if isinstance(event, Token) and event.field == run.info.final_output.key:
                     self._to_file(run.job.stream_id, event.text)
             self._clear_progress()
             self.stdout.write(f"Q{run.job.stream_id}: {visible(run.job.question)}\n")
-            answer = run.record.field_text("answer")
+            answer = run.record.field_text(run.info.final_output.key)
             self.stdout.write((visible(answer) if self._safe else answer) + "\n\n")
             self.stdout.flush()
             self.note(f"Q{run.job.stream_id} {status_line(run)}")
@@ -209,7 +237,10 @@ class HeadlessRun:
         writer = TaggedWriter(self.stdout, tagged=True, safe=self._safe)
         async for tagged in merge_streams(runs, self.settings.buffer_size):
             event = tagged.event
-            if isinstance(event, Token) and event.field == "answer":
+            final = next(
+                (r.info.final_output.key for r in runs if r.job.stream_id == tagged.stream_id), "answer"
+            )
+            if isinstance(event, Token) and event.field == final:
                 writer.write(tagged.stream_id, event.text)
                 self._to_file(tagged.stream_id, event.text)
             elif isinstance(event, Retrying):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -15,6 +15,8 @@ class QuestionsFileError(ValueError):
 class Question:
     text: str
     id: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    """One value per input field of the program; empty for a one-input program fed `text`."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,28 @@ def _from_json_line(line: str) -> Question:
     return Question(text.strip(), None if ident is None else str(ident))
 
 
-def read_questions(path: str | Path) -> QuestionsFile:
-    """Parse the file; bad lines are reported with their number and skipped."""
+def _with_inputs(line: str, input_fields: tuple[str, ...]) -> Question:
+    """A JSONL line for a program with several input fields: one key per field."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"expected an object with the keys {', '.join(input_fields)}")
+    inputs: dict[str, str] = {}
+    for name in input_fields:
+        value = record.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError(f"no {name!r} (the program's inputs are {', '.join(input_fields)})")
+        inputs[name] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    ident = record.get("id")
+    return Question(inputs[input_fields[-1]].strip(), None if ident is None else str(ident), inputs)
+
+
+def read_questions(path: str | Path, input_fields: tuple[str, ...] = ("question",)) -> QuestionsFile:
+    """Parse the file; bad lines are reported with their number and skipped.
+
+    With several `input_fields`, each JSONL line gives one value per field."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -61,11 +83,22 @@ def read_questions(path: str | Path) -> QuestionsFile:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        if not jsonl and len(input_fields) > 1:
+            raise QuestionsFileError(
+                f"{path}:{number}: the program has several inputs ({', '.join(input_fields)}): "
+                "write JSONL, one object with those keys a line"
+            )
         if not jsonl:
             questions.append(Question(line))
             continue
         try:
-            questions.append(_from_json_line(line))
+            if len(input_fields) > 1:
+                questions.append(_with_inputs(line, input_fields))
+            elif input_fields[0] != "question" and '"question"' not in line:
+                question = _with_inputs(line, input_fields)
+                questions.append(Question(question.text, question.id))
+            else:
+                questions.append(_from_json_line(line))
         except ValueError as exc:
             problems.append(f"{path}:{number}: {exc}; line skipped")
     if not questions:

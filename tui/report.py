@@ -46,6 +46,7 @@ DISTRIBUTION_STATS = ("mean", "median", "std", "min", "max", "p50", "p90", "p95"
 # Figures given as a distribution across streams (ITL: across all gaps), with their key suffix.
 DISTRIBUTIONS = (
     ("ttft", "_ms"),
+    ("ttfo", "_ms"),
     ("tpot", "_ms"),
     ("itl", "_ms"),
     ("e2el", "_ms"),
@@ -115,6 +116,14 @@ class StreamFigures:
     queue_time: float = 0.0  # waiting for a turn on the model, not part of TTFT
     generated_text: str = ""
     error: str = ""
+    ttfo: float | None = None
+    input_len: int | None = None  # prompt tokens as the provider counted them
+    provider_output_len: int | None = None  # completion tokens as the provider counted them
+    cost_usd: float | None = None  # None where LiteLLM knows no price
+    inputs: dict[str, str] = field(default_factory=dict)
+    field_texts: dict[str, str] = field(default_factory=dict)  # every streamed field, by key
+    prediction: dict[str, Any] = field(default_factory=dict)  # the final Prediction, as JSON values
+    tool_calls: list[str] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -146,6 +155,14 @@ class StreamFigures:
             queue_time=m.queue_time,
             generated_text=run.record.text,
             error=m.error or run.record.error,
+            ttfo=m.ttfo,
+            input_len=m.input_tokens,
+            provider_output_len=m.provider_output_tokens,
+            cost_usd=m.cost_usd,
+            inputs=dict(run.job.program_inputs),
+            field_texts=dict(run.record.current),
+            prediction=prediction_json(run.record.prediction),
+            tool_calls=list(getattr(run, "tool_calls", [])),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -162,6 +179,36 @@ class StreamFigures:
             return False
         seconds = {"ttft": self.ttft, "tpot": self.tpot or 0.0, "e2el": self.e2el}
         return all(seconds[name] is not None and seconds[name] * 1000 <= ms for name, ms in slo.items())
+
+
+def json_value(value: Any) -> Any:
+    """A Prediction's value as JSON: numbers and lists as themselves, Pydantic models as objects."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return json_value(dump(mode="json"))
+        except Exception:
+            pass
+    return str(value)
+
+
+def prediction_json(prediction: Any) -> dict[str, Any]:
+    """Every field of the final Prediction; {} when there is none."""
+    if prediction is None or not hasattr(prediction, "keys"):
+        return {}
+    names = list(prediction.keys())
+    return {name: json_value(prediction.get(name)) for name in names}
+
+
+def _total(values: Sequence[float | int | None]) -> float | int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 def stream_figures(session: StreamSession) -> list[StreamFigures]:
@@ -208,6 +255,9 @@ def summary_figures(
         "total_retries": sum(max(s.attempts - 1, 0) for s in streams),
         "total_cache_hits": sum(s.cache_hit for s in streams),
         "max_queue_fill": max((s.queue_fill_max for s in streams), default=0),
+        "total_input_tokens": _total([s.input_len for s in streams]),
+        "total_provider_output_tokens": _total([s.provider_output_len for s in streams]),
+        "total_cost_usd": _total([s.cost_usd for s in streams]),
     }
     values = {
         "ttft": [s.ttft for s in done],
@@ -215,6 +265,7 @@ def summary_figures(
         "itl": [gap for s in done for gap in s.itls],
         "e2el": [s.e2el for s in done],
         "stream_output_tokens_per_s": [s.output_tokens_per_s for s in done],
+        "ttfo": [s.ttfo for s in done],
     }
     for name, unit in DISTRIBUTIONS:
         figures.update(_distribution(name, values[name], 1000 if unit == "_ms" else 1, unit))
@@ -243,6 +294,14 @@ def per_request_lists(streams: Sequence[StreamFigures], slo: Mapping[str, float]
         "queue_fill_max": [s.queue_fill_max for s in streams],
         "finish_reasons": [s.finish_reason for s in streams],
         "queue_times": [s.queue_time for s in streams],
+        "ttfos": [s.ttfo for s in streams],
+        "input_lens": [s.input_len for s in streams],
+        "provider_output_lens": [s.provider_output_len for s in streams],
+        "cost_usd": [s.cost_usd for s in streams],
+        "inputs": [s.inputs for s in streams],
+        "field_texts": [s.field_texts for s in streams],
+        "predictions": [s.prediction for s in streams],
+        "tool_calls": [s.tool_calls for s in streams],
     }
     if slo:
         lists["slo_met"] = [s.meets(slo) for s in streams]
@@ -336,6 +395,9 @@ def stream_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         row["lm_ttft_ms"] = _ms(report["lm_ttfts"][i])
         row["queue_time_ms"] = _ms(report.get("queue_times", [None] * (i + 1))[i])
         row["finish_reason"] = report.get("finish_reasons", [None] * (i + 1))[i]
+        row["ttfo_ms"] = _ms(report.get("ttfos", [None] * (i + 1))[i])
+        for key in ("input_lens", "provider_output_lens", "cost_usd"):
+            row[key.removesuffix("s") if key != "cost_usd" else key] = report.get(key, [None] * (i + 1))[i]
         for name in fields:
             row[f"{name}_ttft_ms"] = _ms(report["field_ttfts"][i].get(name))
         if "slo_met" in report:

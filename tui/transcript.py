@@ -14,6 +14,7 @@ from typing import Any
 
 from tui import __version__
 from tui.config import Settings
+from tui.report import prediction_json
 from tui.streaming.faults import hide_secrets
 from tui.streaming.metrics import RunSummary
 from tui.streaming.runner import StreamRun
@@ -56,6 +57,10 @@ def summary_dict(summary: RunSummary) -> dict[str, Any]:
         "tpot_ms": summary.tpot.as_dict(1000),
         "itl_ms": summary.itl.as_dict(1000),
         "e2el_ms": summary.e2el.as_dict(1000),
+        "ttfo_ms": summary.ttfo.as_dict(1000),
+        "total_input_tokens": summary.total_input_tokens,
+        "total_provider_output_tokens": summary.total_provider_output_tokens,
+        "total_cost_usd": summary.total_cost_usd,
     }
 
 
@@ -66,8 +71,11 @@ def stream_dict(run: StreamRun) -> dict[str, Any]:
         "question": record.question,
         "state": run.metrics.state,
         "truncated": run.metrics.truncated,
-        "answer": record.field_text("answer"),
+        "answer": record.field_text(run.info.final_output.key),
+        "inputs": dict(run.job.program_inputs),
         "fields": dict(record.current),
+        "prediction": prediction_json(record.prediction),
+        "tool_calls": list(run.tool_calls),
         "error": record.error,
         "attempts": [
             {"attempt": attempt.number, "text": dict(attempt.text), "error": attempt.error}
@@ -130,10 +138,29 @@ def session_markdown(data: dict[str, Any]) -> str:
         state = stream["state"] + (", truncated at the token limit" if stream.get("truncated") else "")
         out += ["", f"## Stream {stream['stream']}: {state}", "", "**Question**", ""]
         out += [_quote(stream["question"]), ""]
-        if stream["fields"].get("reasoning"):
-            out += ["**Reasoning**", "", stream["fields"]["reasoning"], ""]
+        inputs = stream.get("inputs") or {}
+        if len(inputs) > 1:
+            for name, value in inputs.items():
+                out += [f"**{name}**", "", _quote(value), ""]
+        fields = stream["fields"]
+        answer_key = next((k for k, v in fields.items() if v == stream["answer"]), None)
+        for name, text in fields.items():
+            if name != answer_key and text:
+                out += [f"**{name.capitalize() if name == 'reasoning' else name}**", "", text, ""]
+        for call in stream.get("tool_calls") or []:
+            out += [f"- tool call: `{call}`"]
         label = "Answer" if stream["state"] == "done" else "Partial answer"
         out += [f"**{label}**", "", stream["answer"] or "_(nothing arrived)_", ""]
+        prediction = stream.get("prediction") or {}
+        if prediction:
+            out += [
+                "**Prediction**",
+                "",
+                "```json",
+                json.dumps(prediction, indent=2, ensure_ascii=False),
+                "```",
+                "",
+            ]
         if stream["error"]:
             out += [f"**Error:** {stream['error']}", ""]
         if len(stream["attempts"]) > 1:

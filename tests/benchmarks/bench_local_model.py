@@ -39,9 +39,9 @@ from tui.models.local_engine import (
     shared_local_model,
 )
 from tui.models.plain_adapter import PlainAdapter
+from tui.programs.loader import DEFAULT_SIGNATURE as SIGNATURE
 from tui.streaming.events import Done, Token
 from tui.streaming.metrics import percentile
-from tui.streaming.programs import SIGNATURE
 from tui.streaming.session import StreamSession
 
 ROUNDS, MAX_TOKENS = 8, 128

@@ -49,6 +49,28 @@ def test_a_missing_key_is_one_line_naming_the_variable(no_keys: None, model: str
     assert str(caught.value) == f"{variable} is not set: export it, or pass --api-base for a local server"
 
 
+@pytest.mark.parametrize(
+    ("model", "variable"),
+    [("moonshot/kimi-k2", "MOONSHOT_API_KEY"), ("dashscope/qwen-max", "DASHSCOPE_API_KEY")],
+)
+def test_providers_come_from_litellm_not_a_table_of_our_own(
+    monkeypatch: pytest.MonkeyPatch, model: str, variable: str
+) -> None:
+    # Providers the old hand-written table refused: LiteLLM knows them and the variable they need.
+    monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(ModelError) as caught:
+        check_credentials(model, None)
+    assert str(caught.value).startswith(f"{variable} is not set")
+    monkeypatch.setenv(variable, SECRET)
+    assert check_credentials(model, None) is False
+    assert build_lm(Settings(model=model)).model == model
+
+
+def test_a_server_address_is_not_a_missing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OLLAMA_API_BASE", raising=False)
+    assert check_credentials("ollama_chat/llama3.2", None) is False
+
+
 def test_a_key_in_the_environment_is_enough(no_keys: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOOGLE_API_KEY", SECRET)
     assert check_credentials("gemini/gemini-2.0-flash", None) is False

@@ -10,7 +10,10 @@ Answers are in DSPy ChatAdapter format: the output field names (and types) are r
 request's system message ("Your output fields are: 1. `reasoning` (str) ...") or, failing that,
 from the "Respond with the corresponding output fields ..." reminder in the last user message.
 The streamed text is then ``[[ ## reasoning ## ]]\\n...\\n\\n[[ ## answer ## ]]\\n...\\n\\n[[ ##
-completed ## ]]``. A request that names no output fields, or ``Behaviour(raw=True)``, gets plain
+completed ## ]]``. Typed fields get values that parse: numbers, JSON for list/dict and for any
+field with a JSON schema note (Pydantic models), a Literal's first value; a ReAct step names the
+listed tools in order (`next_tool_args` built from their argument schemas), then `finish`
+after `REACT_TOOL_STEPS`. A request that names no output fields, or ``Behaviour(raw=True)``, gets plain
 text. Every SSE event carries one token: a field marker is one token (or several with
 ``split_markers=True``), each word of a field's value is one token (``" word"``).
 
@@ -85,6 +88,7 @@ each fault becomes.
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import contextlib
 import dataclasses
@@ -390,6 +394,99 @@ def _value_for(kind: str, behaviour: Behaviour) -> list[str]:
     return list(generated_words(behaviour.tokens))
 
 
+_SCHEMA_NOTE = re.compile(
+    r"\[\[ ## (\w+) ## \]\]\n\{\1\}\s+# note: the value you produce must adhere to the JSON schema: (.*)"
+)
+_TOOL_LINE = re.compile(
+    r"\(\d+\) (\w+), whose description is <desc>.*?</desc>\. It takes arguments (\{.*?\})\.\s*$", re.S | re.M
+)
+_OBSERVATION = re.compile(r"\[\[ ## observation_\d+ ## \]\]")
+REACT_TOOL_STEPS = 2  # tools a ReAct request calls, in the order listed, before it finishes
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptFacts:
+    """What a ChatAdapter prompt says about the answer beyond field names: JSON schemas, tools, steps."""
+
+    schemas: Mapping[str, Any]
+    tools: tuple[tuple[str, Mapping[str, Any]], ...]
+    steps: int
+
+    def next_tool(self) -> str:
+        callable_tools = [name for name, _ in self.tools if name != "finish"]
+        if self.steps < min(REACT_TOOL_STEPS, len(callable_tools)):
+            return callable_tools[self.steps]
+        return "finish"
+
+    def tool_args(self, tool: str) -> dict[str, Any]:
+        args = dict(self.tools).get(tool, {})
+        return {
+            name: value_for_schema(schema if isinstance(schema, dict) else {})
+            for name, schema in args.items()
+        }
+
+
+def prompt_facts(body: Any) -> PromptFacts:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    messages = messages if isinstance(messages, list) else []
+    system = "\n".join(
+        _message_text(m) for m in messages if isinstance(m, dict) and m.get("role") == "system"
+    )
+    schemas: dict[str, Any] = {}
+    for name, raw in _SCHEMA_NOTE.findall(system):
+        try:
+            schemas[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+    tools: list[tuple[str, Mapping[str, Any]]] = []
+    for name, raw in _TOOL_LINE.findall(system):
+        try:
+            args = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            args = {}
+        tools.append((name, args if isinstance(args, dict) else {}))
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    steps = len(_OBSERVATION.findall(_message_text(users[-1]))) if users else 0
+    return PromptFacts(schemas, tuple(tools), steps)
+
+
+def value_for_schema(schema: Mapping[str, Any], defs: Mapping[str, Any] | None = None) -> Any:
+    """A value that fits a JSON schema (Pydantic's), for typed output fields and tool arguments."""
+    defs = defs if defs is not None else schema.get("$defs", {})
+    if "$ref" in schema:
+        return value_for_schema(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), defs)
+    for combined in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in schema.get(combined, []) if o.get("type") != "null"]
+        if options:
+            return value_for_schema(options[0], defs)
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: value_for_schema(sub, defs) for name, sub in properties.items()}
+    if kind == "array":
+        items = schema.get("items") or {"type": "string"}
+        return [value_for_schema(items, defs), value_for_schema(items, defs)]
+    return {"integer": 3, "number": 0.75, "boolean": True, "null": None}.get(kind, "dspy stream")
+
+
+def typed_value(name: str, kind: str, facts: PromptFacts) -> list[str] | None:
+    """The value of a field a generic text would not parse as: ReAct's tool choice, JSON types."""
+    if name == "next_tool_name" and facts.tools:
+        return [facts.next_tool()]
+    if name == "next_tool_args" and facts.tools:
+        return [json.dumps(facts.tool_args(facts.next_tool()))]
+    schema = facts.schemas.get(name)
+    if schema is not None and kind.strip() not in ("str", "int", "float", "bool"):
+        return [json.dumps(value_for_schema(schema))]
+    return None
+
+
 def _marker(name: str, split: bool, newline: bool = True) -> list[str]:
     end = "\n" if newline else ""
     if split:
@@ -406,6 +503,7 @@ def answer_tokens(behaviour: Behaviour, body: Any) -> list[str]:
         return list(generated_words(behaviour.tokens))
     names = [name for name, _ in fields]
     main = "answer" if "answer" in names else names[-1]
+    facts = prompt_facts(body)
     tokens: list[str] = []
     for position, (name, kind) in enumerate(fields):
         if position:
@@ -416,7 +514,7 @@ def answer_tokens(behaviour: Behaviour, body: Any) -> list[str]:
         elif name == main and behaviour.text is not None:
             tokens.extend(split_words(behaviour.text))
         else:
-            tokens.extend(_value_for(kind, behaviour))
+            tokens.extend(typed_value(name, kind, facts) or _value_for(kind, behaviour))
     tokens.append("\n\n")
     tokens.extend(_marker("completed", behaviour.split_markers, newline=False))
     return tokens

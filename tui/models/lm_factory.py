@@ -30,60 +30,55 @@ from tui.models.local_engine import (
 from tui.models.plain_adapter import PlainAdapter, PlainStreamListener
 from tui.streaming.events import Status
 
-# Providers and the variables that hold their keys (the first is the one a message names).
-PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
-    "openai": ("OPENAI_API_KEY",),
-    "anthropic": ("ANTHROPIC_API_KEY",),
-    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-    "groq": ("GROQ_API_KEY",),
-    "mistral": ("MISTRAL_API_KEY",),
-    "deepseek": ("DEEPSEEK_API_KEY",),
-    "openrouter": ("OPENROUTER_API_KEY",),
-    "together_ai": ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY"),
-    "fireworks_ai": ("FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY"),
-    "xai": ("XAI_API_KEY",),
-    "cohere": ("COHERE_API_KEY",),
-    "cohere_chat": ("COHERE_API_KEY",),
-    "perplexity": ("PERPLEXITYAI_API_KEY",),
-    "cerebras": ("CEREBRAS_API_KEY",),
-    "deepinfra": ("DEEPINFRA_API_KEY",),
-    "sambanova": ("SAMBANOVA_API_KEY",),
-    "nvidia_nim": ("NVIDIA_NIM_API_KEY",),
-    "huggingface": ("HF_TOKEN", "HUGGINGFACE_API_KEY"),
-    "replicate": ("REPLICATE_API_KEY",),
-}
-# Servers on the user's own machine or network: no key.
-KEYLESS_PROVIDERS = frozenset(
-    {"ollama", "ollama_chat", "lm_studio", "hosted_vllm", "vllm", "llamafile", "openai_like", "xinference"}
-)
-# Providers whose credentials are more than one variable (cloud accounts, profiles); DSPy checks them.
-SELF_AUTHENTICATING_PROVIDERS = frozenset(
-    {"azure", "azure_ai", "bedrock", "vertex_ai", "sagemaker", "sagemaker_chat", "watsonx", "databricks"}
+# Providers whose credentials may live in account files or instance roles, which LiteLLM's
+# environment check cannot see: their SDKs find them, so missing variables are not an error.
+ACCOUNT_PROVIDERS = frozenset(
+    {"bedrock", "bedrock_converse", "sagemaker", "sagemaker_chat", "vertex_ai", "vertex_ai_beta", "watsonx"}
 )
 # What an OpenAI-compatible local server gets for a key; such servers want one but ignore it.
 LOCAL_SERVER_KEY = "not-needed"
 EXAMPLE_MODELS = "openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest, ollama_chat/llama3.2 or local"
+_BASE_SUFFIXES = ("_API_BASE", "_BASE_URL", "_ENDPOINT", "_URL")
+
+
+def _litellm() -> Any:
+    import litellm
+
+    litellm.suppress_debug_info = True  # else unknown providers print a banner on stdout
+    return litellm
 
 
 def check_credentials(model: str, api_base: str | None, environ: Mapping[str, str] | None = None) -> bool:
     """Raise ModelError when `model` cannot be called; True when a placeholder key must be passed.
 
+    Which providers exist and which variables each needs is LiteLLM's knowledge
+    (`litellm.provider_list`, `litellm.validate_environment`), so every provider it supports works.
     The placeholder is for `--api-base` servers (llama.cpp, LM Studio, vLLM) that need some key.
     """
     environ = os.environ if environ is None else environ
     provider, _, name = model.partition("/")
     if not name:
         raise ModelError(f"model {model!r} names no provider: write provider/model, e.g. {EXAMPLE_MODELS}")
-    if provider in KEYLESS_PROVIDERS or provider in SELF_AUTHENTICATING_PROVIDERS:
-        return False
-    if provider not in PROVIDER_KEYS:
+    litellm = _litellm()
+    if provider not in {str(getattr(p, "value", p)) for p in litellm.provider_list}:
         raise ModelError(f"unknown model provider {provider!r} in {model!r}: try {EXAMPLE_MODELS}")
-    if any(environ.get(variable) for variable in PROVIDER_KEYS[provider]):
+    if provider in ACCOUNT_PROVIDERS:
+        return False
+    try:
+        report = litellm.validate_environment(model)
+    except Exception:  # a provider LiteLLM lists but cannot check: let the call itself tell
+        return False
+    missing = [v for v in report.get("missing_keys") or [] if not environ.get(v)]
+    # A server address is what --api-base gives; LiteLLM's local providers default to localhost.
+    keys = sorted(
+        (v for v in missing if not v.endswith(_BASE_SUFFIXES)),
+        key=lambda v: not any(word in v for word in ("KEY", "TOKEN")),
+    )
+    if not keys:
         return False
     if api_base:
         return True
-    variable = PROVIDER_KEYS[provider][0]
-    raise ModelError(f"{variable} is not set: export it, or pass --api-base for a local server")
+    raise ModelError(f"{keys[0]} is not set: export it, or pass --api-base for a local server")
 
 
 def build_lm(settings: Settings) -> dspy.LM:
@@ -139,17 +134,24 @@ def build_adapter(settings: Settings) -> dspy.Adapter:
 def make_stream_listeners(
     program: dspy.Module, adapter: Settings | dspy.Adapter | None = None
 ) -> list[StreamListener]:
-    """Fresh listeners, one per output field of every predictor in `program`, in signature order.
+    """Fresh listeners for every streamable output field of every predictor in `program`.
 
+    Each names its predictor (`predict=`, `predict_name=`) so a field name two predictors share
+    is told apart. `allow_reuse`: a predictor called again in the same run (ReAct's steps, a
+    loop) streams again; listeners are still made fresh for every attempt (dspy#8425).
+    Numbers, lists, Literal and models do not stream: they appear with the Prediction.
     DSPy's listeners refuse adapters they do not know by name, so PlainAdapter gets its own kind.
     """
+    from tui.programs.info import streams
+
     if isinstance(adapter, Settings):
         adapter = build_adapter(adapter)
     kind = PlainStreamListener if isinstance(adapter, PlainAdapter) else StreamListener
     return [
-        kind(field_name, predict=predictor, predict_name=name)
+        kind(field_name, predict=predictor, predict_name=name, allow_reuse=True)
         for name, predictor in program.named_predictors()
-        for field_name in predictor.signature.output_fields
+        for field_name, info in predictor.signature.output_fields.items()
+        if streams(info.annotation)
     ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import typing
 from collections.abc import Iterator
 from typing import Any
 
@@ -184,15 +185,45 @@ class PlainAdapter(ChatAdapter):
         output = outputs[0] if outputs else ""
         text = (output.get("text") if isinstance(output, dict) else output) or ""
         text = text.strip()
+        annotation = signature.output_fields[field_name].annotation
         try:
-            return parse_value(text, signature.output_fields[field_name].annotation)
+            return parse_value(text, annotation)
         except ValueError as error:
+            found = _value_in_prose(text, annotation)
+            if found is not None:
+                return found
             raise AdapterParseError(
                 adapter_name=type(self).__name__,
                 signature=signature,
                 lm_response=text,
                 message=f"Failed to parse field {field_name} from the LM response: {error}",
             ) from error
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _value_in_prose(text: str, annotation: Any) -> Any:
+    """A small model says "The confidence is 0.9." where a number is asked: read the value it
+    gave out of its sentence (a number, yes/no, one of a Literal's options); None when it gave none."""
+    if annotation in (int, float):
+        match = _NUMBER.search(text)
+        if match is None:
+            return None
+        number = float(match.group())
+        return number if annotation is float else (int(number) if number.is_integer() else None)
+    if annotation is bool:
+        words = set(re.findall(r"[a-z]+", text.lower()))
+        if words & {"yes", "true"} and not words & {"no", "false"}:
+            return True
+        if words & {"no", "false"} and not words & {"yes", "true"}:
+            return False
+        return None
+    if typing.get_origin(annotation) is typing.Literal:
+        lowered = text.lower()
+        options = [o for o in typing.get_args(annotation) if str(o).lower() in lowered]
+        return options[0] if len(options) == 1 else None
+    return None
 
 
 def _marker_chunk(text: str) -> EngineChunk:

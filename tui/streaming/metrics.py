@@ -9,6 +9,10 @@
 - ITL (inter-token latency): every gap between two consecutive tokens of the delivered attempt.
 - TPOT (time per output token): (e2e - TTFT) / (tokens - 1), the first token excluded.
 - E2EL (end-to-end latency): the terminal event minus the stream's start.
+- TTFO (time to first output token, AIPerf's): first token of the program's final output field
+  minus the stream's start; beside TTFT, which counts any field (reasoning, earlier stages).
+- Usage: input and output tokens as the provider counted them, and cost in USD where LiteLLM
+  knows the model's price (None, never 0, for the local model or an unknown price).
 - Output throughput: total output tokens / run duration; request throughput: completed / duration.
 
 A "token" is one streamed chunk of an output field, as DSPy's listener delivers it.
@@ -63,6 +67,11 @@ class StreamMetrics:
     queue_fill_max: int = 0
     itls: list[float] = field(default_factory=list)
     field_ttfts: dict[str, float] = field(default_factory=dict)
+    final_field: str | None = None
+    first_output_at: float | None = None
+    input_tokens: int | None = None
+    provider_output_tokens: int | None = None
+    cost_usd: float | None = None
     _recent: deque[float] = field(default_factory=deque, repr=False)
     _waiting_since: float | None = field(default=None, repr=False)
     _waited_since_start: float = field(default=0.0, repr=False)
@@ -80,6 +89,7 @@ class StreamMetrics:
         self.attempts += 1
         self.first_token_at = self.last_token_at = self.lm_first_chunk_at = None
         self.finish_reason = None
+        self.first_output_at = None
         self.tokens = 0
         self.itls.clear()
         self.field_ttfts.clear()
@@ -94,6 +104,8 @@ class StreamMetrics:
             self.itls.append(now - self.last_token_at)
         if field_name not in self.field_ttfts and self.started_at is not None:
             self.field_ttfts[field_name] = now - self.started_at
+        if field_name == self.final_field and self.first_output_at is None:
+            self.first_output_at = now
         self.last_token_at = now
         self.tokens += 1
         self._recent.append(now)
@@ -151,6 +163,20 @@ class StreamMetrics:
         if self.first_token_at is None or self.started_at is None:
             return None
         return self.first_token_at - self.started_at - self._waited_since_start
+
+    @property
+    def ttfo(self) -> float | None:
+        """Time to the first token of the final output field (AIPerf's TTFO)."""
+        if self.first_output_at is None or self.started_at is None:
+            return None
+        return self.first_output_at - self.started_at
+
+    def record_usage(
+        self, input_tokens: int | None, output_tokens: int | None, cost_usd: float | None
+    ) -> None:
+        self.input_tokens = input_tokens
+        self.provider_output_tokens = output_tokens
+        self.cost_usd = cost_usd
 
     @property
     def lm_ttft(self) -> float | None:
@@ -226,6 +252,10 @@ class StreamMetrics:
             "finish_reason": self.finish_reason,
             "queue_time_s": self.queue_time,
             "field_ttfts_s": dict(self.field_ttfts),
+            "ttfo_s": self.ttfo,
+            "input_tokens": self.input_tokens,
+            "provider_output_tokens": self.provider_output_tokens,
+            "cost_usd": self.cost_usd,
             "error": self.error,
         }
 
@@ -272,6 +302,10 @@ class RunSummary:
     tpot: Distribution
     itl: Distribution
     e2el: Distribution
+    ttfo: Distribution = Distribution(())
+    total_input_tokens: int | None = None
+    total_provider_output_tokens: int | None = None
+    total_cost_usd: float | None = None
 
     @property
     def request_throughput(self) -> float:
@@ -300,4 +334,14 @@ def summarize(metrics: Sequence[StreamMetrics], duration: float) -> RunSummary:
         tpot=Distribution.of(m.tpot for m in done),
         itl=Distribution.of(gap for m in done for gap in m.itls),
         e2el=Distribution.of(m.e2e for m in done),
+        ttfo=Distribution.of(m.ttfo for m in done),
+        total_input_tokens=_total(m.input_tokens for m in metrics),
+        total_provider_output_tokens=_total(m.provider_output_tokens for m in metrics),
+        total_cost_usd=_total(m.cost_usd for m in metrics),
     )
+
+
+def _total(values: Iterable[float | int | None]) -> float | int | None:
+    """The sum of the known values; None when none is known (no price is not a price of 0)."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None

@@ -43,6 +43,10 @@ class ProgramInfo:
 
     @property
     def final_output(self) -> OutputField:
-        """The field whose first token is the time to first output token (TTFO)."""
+        """The field whose first token is the time to first output token (TTFO): the last
+        streamed field that is not reasoning (a number or a list arrives only with the Prediction)."""
+        streamed = [f for f in self.outputs if not f.reasoning and f.streams]
         answers = [f for f in self.outputs if not f.reasoning]
-        return (answers or list(self.outputs))[-1]
+        fields = streamed or answers or list(self.outputs)
+        # A program whose predictors appear only inside `forward` shows no fields up front.
+        return fields[-1] if fields else OutputField("answer", "answer")

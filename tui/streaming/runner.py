@@ -27,6 +27,7 @@ from tenacity import (
 )
 
 from tui.config import Settings
+from tui.programs.info import field_keys
 from tui.streaming.events import (
     Cancelled,
     Done,
@@ -39,7 +40,8 @@ from tui.streaming.events import (
 )
 from tui.streaming.faults import InjectedFault, StreamIncomplete, StreamStalled, classify
 from tui.streaming.metrics import StreamMetrics
-from tui.streaming.programs import build_program, output_fields, program_output_fields
+from tui.streaming.program_info import ProgramInfo
+from tui.streaming.program_status import ProgramStatusProvider, status_kind
 
 log = logging.getLogger(__name__)
 _WAKE = object()
@@ -49,8 +51,55 @@ StatusUpdates = Callable[[Callable[[Status], None]], AbstractContextManager[None
 
 
 def default_listeners(program: dspy.Module, adapter: Any) -> list[StreamListener]:
-    """A fresh listener per output field: a reused listener streams only once (dspy#8425)."""
-    return [StreamListener(signature_field_name=name) for name in program_output_fields(program)]
+    """A fresh listener per streamable output field: a reused listener streams only once (dspy#8425)."""
+    from tui.models.lm_factory import make_stream_listeners
+
+    return make_stream_listeners(program, adapter)
+
+
+def runs_async(program: dspy.Module) -> bool:
+    """Whether `program` has its own `aforward` (Predict, ChainOfThought, ReAct, the user's async
+    modules); others (a sync `forward`, Refine-like wrappers) run in a worker thread."""
+    return callable(getattr(type(program), "aforward", None))
+
+
+class _ReturnsPrediction(dspy.Module):
+    """Runs the user's program and hands streamify a Prediction, whatever `forward` returned.
+
+    streamify ends a stream only on a Prediction; a program returning a dict or a string would
+    otherwise stream its fields and then hang until the stall timeout.
+    """
+
+    def __init__(self, program: dspy.Module) -> None:
+        super().__init__()
+        self.program = program
+
+    async def aforward(self, **inputs: Any) -> dspy.Prediction:
+        if runs_async(self.program):
+            result = await self.program.acall(**inputs)
+        else:
+            result = await dspy.asyncify(self.program)(**inputs)
+        if isinstance(result, dspy.Prediction):
+            return result
+        if isinstance(result, Mapping):
+            return dspy.Prediction(**{str(k): v for k, v in result.items()})
+        return dspy.Prediction(answer=result)
+
+
+_PROGRAMS: dict[tuple[Any, ...], Any] = {}
+
+
+def program_for(settings: Settings) -> Any:
+    """The `LoadedProgram` that `settings` name, loaded once per process."""
+    from tui.programs import load_program
+
+    key = (
+        settings.program, settings.signature, settings.instructions,
+        settings.load, settings.allow_pickle, settings.tools,
+    )  # fmt: skip
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = load_program(settings)
+    return _PROGRAMS[key]
 
 
 @dataclass(frozen=True)
@@ -121,6 +170,7 @@ class StreamRun:
         limiter: asyncio.Semaphore | None = None,
         listener_factory: ListenerFactory | None = None,
         status_updates: StatusUpdates | None = None,
+        program: Any = None,
     ) -> None:
         self.job = job
         self.settings = settings
@@ -141,6 +191,13 @@ class StreamRun:
         )
         self._task: asyncio.Task[None] | None = None
         self.forced_faults = 0  # attempts that fail on purpose whatever the fault rate (recovery, demo)
+        # A `tui.programs.LoadedProgram`: a fresh copy of it runs each attempt.
+        self.program = program if program is not None else program_for(settings)
+        self.info: ProgramInfo = self.program.info
+        self.metrics.final_field = self.info.final_output.key
+        self.tool_calls: list[str] = []
+        self._keys: dict[tuple[str, str], str] = {}
+        self._ended: set[str] = set()
 
     # -- consumer side -------------------------------------------------------------
 
@@ -267,12 +324,20 @@ class StreamRun:
         )
 
     async def _attempt(self) -> tuple[Any, bool]:
-        program = build_program(self.settings.program)
+        program = self.program.build()
+        keys = field_keys(program)
         listeners = [
             self._timing_first_lm_chunk(listener)
             for listener in self._listener_factory(program, self.adapter)
         ]
-        streaming_program = dspy.streamify(program, stream_listeners=listeners, is_async_program=True)
+        self.tool_calls.clear()
+        self._keys, self._ended = keys, set()
+        streaming_program = dspy.streamify(
+            _ReturnsPrediction(program),
+            status_message_provider=ProgramStatusProvider(program),
+            stream_listeners=listeners,
+            is_async_program=True,
+        )
         self.metrics.start_attempt()
         texts: dict[str, str] = {}
         self.record.attempts.append(AttemptRecord(len(self.record.attempts) + 1, texts))
@@ -290,7 +355,7 @@ class StreamRun:
         interrupt: BaseException | None = None
         watch = _StallWatch(loop, task, timeout)
         engine_states = self._status_updates(self._note_status) if self._status_updates else nullcontext()
-        with dspy.context(lm=self.lm, adapter=self.adapter), engine_states:
+        with dspy.context(lm=self.lm, adapter=self.adapter, track_usage=True), engine_states:
             stream = streaming_program(**self.job.program_inputs)
             try:
                 try:
@@ -331,21 +396,41 @@ class StreamRun:
 
         if prediction is None:
             raise StreamIncomplete("the program ended without a prediction")
-        cache_hit = not texts
-        if cache_hit:
-            # A cached answer does not stream: deliver it whole, marked as a hit.
-            for name in output_fields(self.settings.program):
+        # A program whose fields are all numbers or lists streams nothing, cached or not.
+        cache_hit = not texts and any(output.streams for output in self.info.outputs)
+        if not texts:
+            # A cached answer does not stream, nor does a predictor made inside `forward` (no
+            # listener can know it in advance): deliver the text fields whole.
+            for name, key in self._prediction_keys(prediction).items():
                 text = str(prediction.get(name, "") or "")
-                texts[name] = text
+                texts[key] = text
                 if text:
-                    self.metrics.record_token(name)
-                    await self._put(Token(name, text))
-        for name, streamed in texts.items():
+                    self.metrics.record_token(key)
+                    await self._put(Token(key, text))
+        for name, key in self._prediction_keys(prediction).items():
+            if key not in texts:
+                continue
             final = str(prediction.get(name, "") or "")
-            if streamed.strip() != final.strip():
+            if texts[key].strip() != final.strip():
                 # DSPy's listener cuts a field at "[[": the saved answer is the Prediction's.
-                log.warning("stream %s: streamed %s differs from the prediction", self.job.stream_id, name)
+                log.warning("stream %s: streamed %s differs from the prediction", self.job.stream_id, key)
+        from tui.models.usage import prediction_usage
+
+        usage = prediction_usage(prediction)
+        self.metrics.record_usage(usage.input_tokens, usage.output_tokens, usage.cost_usd)
         return prediction, cache_hit
+
+    def _prediction_keys(self, prediction: Any) -> dict[str, str]:
+        """The Prediction's text fields and the keys they stream under: the last stage that
+        outputs a field of that name is the one whose value the Prediction holds."""
+        keys: dict[str, str] = {}
+        names = set(prediction.keys()) if hasattr(prediction, "keys") else set()
+        if not self.info.outputs:
+            return {name: name for name in names if isinstance(prediction.get(name), str)}
+        for output in self.info.outputs:
+            if output.name in names and output.streams:
+                keys[output.name] = output.key
+        return keys
 
     def _note_status(self, status: Status) -> None:
         """A state change from the engine; dropped when the queue is full, the next one replaces it."""
@@ -362,15 +447,31 @@ class StreamRun:
         """Turn one item of DSPy's stream into events."""
         if isinstance(value, StreamResponse):
             if not value.chunk:
+                if value.is_last_chunk:
+                    self._ended.add(self._key(value))
                 return
-            name = value.signature_field_name
-            texts[name] = texts.get(name, "") + value.chunk
+            name = self._key(value)
+            chunk = value.chunk
+            if name in self._ended:
+                # The same predictor again (a ReAct step, a loop): a new paragraph of the field.
+                self._ended.discard(name)
+                if texts.get(name):
+                    chunk = "\n\n" + chunk.lstrip()
+            if value.is_last_chunk:
+                self._ended.add(name)
+            texts[name] = texts.get(name, "") + chunk
             self.metrics.record_token(name)
-            await self._put(Token(name, value.chunk))
+            await self._put(Token(name, chunk))
             if fault_after is not None and self.metrics.tokens >= fault_after:
                 raise InjectedFault(fault_after)
         elif isinstance(value, StatusMessage):
-            await self._put(Status(value.message))
+            kind = status_kind(value.message)
+            if kind == "tool" and str(value.message).startswith("→"):
+                self.tool_calls.append(str(value.message)[2:])
+            await self._put(Status(str(value.message), kind))
+
+    def _key(self, value: StreamResponse) -> str:
+        return self._keys.get((value.predict_name, value.signature_field_name), value.signature_field_name)
 
     def _timing_first_lm_chunk(self, listener: StreamListener) -> StreamListener:
         """Listeners see every raw LM chunk first; note when the first one came."""

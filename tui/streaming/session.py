@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tui.config import Settings
 from tui.models.lm_factory import make_stream_listeners, model_status_updates
 from tui.streaming.metrics import RunSummary, summarize
-from tui.streaming.runner import StreamJob, StreamRun
+from tui.streaming.program_info import ProgramInfo
+from tui.streaming.runner import StreamJob, StreamRun, program_for
 
 RECOVERY_MODES = ("recovery", "demo")
 RECOVERY_SEED = 2024
@@ -21,6 +22,19 @@ FAULTED_STREAM = 1  # its first attempt fails on purpose in the recovery and dem
 class EmptyQuestion(ValueError):
     def __init__(self) -> None:
         super().__init__("the question is empty: type a question, then press Enter")
+
+
+class MissingInputs(EmptyQuestion):
+    """Some of the program's input fields have no value: the question box refuses it as empty."""
+
+    def __init__(self, missing: list[str], *, several: bool = False) -> None:
+        self.missing = missing
+        if several:  # one text for a program with several input fields
+            ValueError.__init__(self, f"the program's inputs are {', '.join(missing)}: give each a value")
+            return
+        ValueError.__init__(
+            self, f"the program needs {', '.join(missing)}: give a value for each input field"
+        )
 
 
 class StreamSession:
@@ -35,6 +49,7 @@ class StreamSession:
         self._lm = lm
         self._adapter = adapter
         self._limiter: asyncio.Semaphore | None = None
+        self._program: Any = None
         if seed is None and self.shows_recovery:
             seed = RECOVERY_SEED  # the same show every time
         self._rng = random.Random(seed)
@@ -51,6 +66,16 @@ class StreamSession:
             self._lm = self._lm or build_lm(self.settings)
             self._adapter = self._adapter or build_adapter(self.settings)
 
+    def ensure_program(self) -> None:
+        """Load the program now; raises `tui.programs.ProgramError` (one line) on a bad spec."""
+        if self._program is None:
+            self._program = program_for(self.settings)
+
+    @property
+    def program_info(self) -> ProgramInfo:
+        self.ensure_program()
+        return self._program.info
+
     @property
     def shows_recovery(self) -> bool:
         """Recovery and demo modes on the embedded model fail some attempts on purpose, to show retries."""
@@ -63,11 +88,11 @@ class StreamSession:
             return self.settings.fault_rate
         return 0.0
 
-    def new_run(self, question: str) -> StreamRun:
-        question = question.strip()
-        if not question:
-            raise EmptyQuestion()
-        run = self._make_run(StreamJob(question, stream_id=len(self.runs) + 1))
+    def new_run(self, question_or_inputs: str | Mapping[str, str]) -> StreamRun:
+        """A stream for one question (the program's one input) or one value per input field."""
+        self.ensure_program()
+        question, inputs = self._job_inputs(question_or_inputs)
+        run = self._make_run(StreamJob(question, stream_id=len(self.runs) + 1, inputs=inputs))
         if self.shows_recovery and self.settings.max_retries > 0 and run.job.stream_id == FAULTED_STREAM:
             run.forced_faults = 1  # whatever the dice say, one stream shows a retry
         self.runs.append(run)
@@ -111,7 +136,32 @@ class StreamSession:
             limiter=self._limiter,
             listener_factory=make_stream_listeners,
             status_updates=model_status_updates,
+            program=self._program,
         )
+
+    def shown_question(self, given: str | Mapping[str, str]) -> str:
+        """The text a stream is shown by: the question, or the last input field's value."""
+        return self._job_inputs(given)[0]
+
+    def _job_inputs(self, given: str | Mapping[str, str]) -> tuple[str, dict[str, str]]:
+        """The text shown for the stream, and the value of every input field of the program."""
+        self.ensure_program()
+        fields = self._program.info.inputs
+        if isinstance(given, str):
+            question = given.strip()
+            if not question:
+                raise EmptyQuestion()
+            if len(fields) > 1:
+                raise MissingInputs(list(fields), several=True)
+            return question, {fields[0]: question}
+        inputs = {name: str(value) for name, value in given.items()}
+        missing = [name for name in fields if not inputs.get(name, "").strip()]
+        if missing and len(missing) == len(fields):
+            raise EmptyQuestion()
+        if missing:
+            raise MissingInputs(missing)
+        shown = inputs[fields[-1]].strip() if len(fields) > 1 else inputs[fields[0]].strip()
+        return shown, {name: inputs[name] for name in fields}
 
     def summary(self) -> RunSummary:
         duration = time.monotonic() - self.started_at if self.started_at is not None else 0.0

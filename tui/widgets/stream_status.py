@@ -107,6 +107,7 @@ def status_content(facts: StatusFacts, now: float) -> Content:
                 Content(rate(speed)),
                 Content(f"TTFT {seconds(metrics.ttft)}"),
             ]
+            parts += [Content(part) for part in program_figures(metrics)]
         if metrics.started_at is not None:
             parts.append(Content(seconds(metrics.e2e)))
         if metrics.attempts > 1 and state != "retrying":
@@ -116,6 +117,20 @@ def status_content(facts: StatusFacts, now: float) -> Content:
         if metrics.cache_hit:
             parts.append(Content("cache hit"))
     return SEPARATOR.join(parts)
+
+
+def program_figures(metrics: StreamMetrics) -> tuple[str, ...]:
+    """TTFO where the final field is not the first to stream; provider tokens and cost once known."""
+    parts: list[str] = []
+    ttfo = getattr(metrics, "ttfo", None)
+    if ttfo is not None and metrics.ttft is not None and ttfo - metrics.ttft > 0.0005:
+        parts.append(f"TTFO {seconds(ttfo)}")
+    if getattr(metrics, "input_tokens", None) is not None:
+        parts.append(f"in {metrics.input_tokens} · out {metrics.provider_output_tokens}")
+    cost = getattr(metrics, "cost_usd", None)
+    if cost is not None:
+        parts.append(f"${cost:.4f}" if cost >= 0.0001 else f"${cost:.2g}")
+    return tuple(parts)
 
 
 class StreamStatus(Static):
@@ -157,6 +172,7 @@ def _key(facts: StatusFacts, now: float) -> tuple[object, ...]:
             metrics.tokens,
             rate(speed),
             seconds(metrics.ttft),
+            program_figures(metrics),
             seconds(metrics.e2e) if metrics.started_at is not None else None,
             metrics.attempts,
             metrics.cache_hit,

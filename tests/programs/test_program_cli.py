@@ -1,0 +1,174 @@
+"""`--program`, `--load`, `--tools` and `--input` as a user types them: a real process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dspy
+import pytest
+
+from tests.support.openai_server import Behaviour
+from tests.test_cli import assert_one_line_error, dspy_stream, on
+
+SAMPLES = "tests/programs/sample_programs.py"
+
+
+def test_help_says_pickle_runs_code():
+    result = dspy_stream("--help")
+    assert "--allow-pickle" in result.stdout and "pickle runs code" in " ".join(result.stdout.split())
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path) -> Path:
+    (tmp_path / "broken.py").write_text("import dspy\n\ndef oops(:\n    pass\n")
+    (tmp_path / "raises.py").write_text("import dspy\nraise ImportError('no such thing as fooz')\n")
+    (tmp_path / "wrong_state.json").write_text(json.dumps({"nothing": {"demos": []}}))
+    (tmp_path / "not_json.json").write_text("{ not json")
+    (tmp_path / "saved").mkdir()
+    return tmp_path
+
+
+BAD_SPECS = [
+    (["--program", "nowhere/x.py:Prog"], "nowhere/x.py: no such file"),
+    (["--program", f"{SAMPLES}:Missing"], "has no 'Missing'"),
+    (["--program", f"{SAMPLES}:not_a_program"], "is a int: expected a dspy.Module"),
+    (["--program", f"{SAMPLES}:needs_arguments"], "needs arguments (size)"),
+    (
+        ["--program", f"{SAMPLES}:broken_factory"],
+        "broken_factory() raised RuntimeError: the factory could not",
+    ),
+    (["--program", "{tmp}/broken.py:X"], "broken.py:3: syntax error"),
+    (["--program", "{tmp}/raises.py:X"], "raises.py: line 2: ImportError: no such thing as fooz"),
+    (["--program", "no_such_package.mod:X"], "no module named 'no_such_package.mod'"),
+    (["--program", "bogus"], "unknown program 'bogus'"),
+    (["--program", "react"], "react needs tools"),
+    (["--program", "cot", "--signature", "question -> -> answer"], "does not parse"),
+    (["--program", "cot", "--signature", "question"], "does not parse"),
+    (["--load", "{tmp}/nothing.json"], "state file"),
+    (["--load", "{tmp}/wrong_state.json"], "does not fit the program"),
+    (["--load", "{tmp}/not_json.json"], "does not fit the program"),
+    (["--load", "{tmp}/saved"], "pass --allow-pickle"),
+    (["--input", "nonsense"], "write NAME=VALUE"),
+    (["--input", "question=@{tmp}/none.txt"], "no such file"),
+    (["--input", "colour=red"], "the program's inputs are question"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), BAD_SPECS, ids=[" ".join(a) for a, _ in BAD_SPECS])
+def test_every_bad_spec_is_one_line_and_exit_2(openai_server, bad_files, args, expected):
+    args = [a.replace("{tmp}", str(bad_files)) for a in args]
+    result = dspy_stream(*on(openai_server), *args, "What is Rust?")
+    assert result.returncode == 2, result.stderr
+    line = assert_one_line_error(result.stderr)
+    assert expected in line
+    assert not openai_server.completions  # found before anything runs
+
+
+def test_two_inputs_from_flags_stream_each_field(openai_server, tmp_path):
+    openai_server.default = Behaviour(tokens=4)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Rust is a systems language.")
+    result = dspy_stream(
+        *on(openai_server),
+        "--program", "examples/research_answer.py:ResearchAnswer",
+        "--input", f"notes=@{notes}", "--input", "question=What is Rust?",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("answer: ") and lines[1].startswith("title: ")
+    assert lines[2].startswith("confidence: ")
+    assert "[reasoning]" in result.stderr and "▸ draft" in result.stderr
+    first_prompt = json.dumps(openai_server.completions[0].json)
+    assert "Rust is a systems language." in first_prompt
+
+
+def test_react_prints_its_tool_calls_in_order_on_stderr(openai_server):
+    result = dspy_stream(
+        *on(openai_server), "--program", "react", "--tools", "examples/tools.py", "Capital of France?"
+    )
+    assert result.returncode == 0, result.stderr
+    calls = [line for line in result.stderr.splitlines() if line.startswith("→ ")]
+    assert [c.split("(")[0] for c in calls] == ["→ capital_of", "→ calculate"]
+
+
+def test_jsonl_maps_keys_to_inputs_and_a_missing_field_skips_only_its_line(openai_server, tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        '{"notes": "n1", "question": "first?"}\n'
+        '{"question": "no notes"}\n'
+        '{"notes": "n3", "question": "third?"}\n'
+    )
+    result = dspy_stream(
+        *on(openai_server),
+        "--program",
+        "examples/research_answer.py:make_program",
+        "--questions",
+        str(questions),
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{questions}:2: no 'notes'" in result.stderr
+    assert result.stdout.count("Q") >= 2 and "first?" in result.stdout and "third?" in result.stdout
+
+
+def test_saved_optimized_state_is_loaded_with_load(openai_server, tmp_path):
+    program = dspy.ChainOfThought("question -> answer")
+    program.predict.demos = [dspy.Example(question="Demo question?", reasoning="r", answer="Demo answer.")]
+    program.predict.signature = program.predict.signature.with_instructions("Answer like a pirate.")
+    state = tmp_path / "optimized.json"
+    program.save(str(state))
+    result = dspy_stream(*on(openai_server), "--program", "cot", "--load", str(state), "Why?")
+    assert result.returncode == 0, result.stderr
+    prompt = json.dumps(openai_server.completions[0].json)
+    assert "Demo question?" in prompt and "Answer like a pirate." in prompt
+
+
+def test_a_whole_saved_program_loads_only_with_allow_pickle(openai_server, tmp_path):
+    program = dspy.Predict("question -> answer")
+    program.demos = [dspy.Example(question="Pickled demo?", answer="Yes.")]
+    saved = tmp_path / "whole"
+    program.save(str(saved), save_program=True)
+    result = dspy_stream(*on(openai_server), "--load", str(saved), "--allow-pickle", "Why?")
+    assert result.returncode == 0, result.stderr
+    assert "Pickled demo?" in json.dumps(openai_server.completions[0].json)
+
+
+def test_program_settings_come_from_the_config_file_and_environment(openai_server, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('program = "cot"\nsignature = "topic -> title, summary"\n')
+    result = dspy_stream(
+        *on(openai_server), "--config", str(config), "rivers", env={"DSPY_STREAM_INSTRUCTIONS": "Be brief."}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("title: ")
+    assert "Be brief." in json.dumps(openai_server.completions[0].json)
+
+
+def test_a_factory_from_an_importable_module_streams(openai_server):
+    openai_server.default = Behaviour(text="From the factory.")
+    result = dspy_stream(*on(openai_server), "--program", "tests.programs.sample_programs:make_qa", "Why?")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "From the factory."
+    assert "[reasoning]" in result.stderr  # make_qa is a chain of thought
+
+
+def test_inputs_come_from_the_config_file_and_the_environment_too(openai_server, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Notes from the config file.")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'program = "examples/research_answer.py:ResearchAnswer"\n'
+        f'inputs = {{ notes = "@{notes}", question = "from the file" }}\n'
+    )
+    result = dspy_stream(
+        *on(openai_server),
+        "--config",
+        str(config),
+        env={"DSPY_STREAM_INPUTS": '{"question": "from the env"}'},
+    )
+    assert result.returncode == 0, result.stderr
+    prompt = json.dumps(openai_server.completions[0].json)
+    assert "Notes from the config file." in prompt and "from the env" in prompt
+    bad = dspy_stream(*on(openai_server), env={"DSPY_STREAM_INPUTS": "question=oops"})
+    assert bad.returncode == 2
+    assert "expected a JSON object" in assert_one_line_error(bad.stderr)

@@ -1,0 +1,61 @@
+"""Tokens as the provider counted them and their cost, from DSPy's usage tracker and LiteLLM's prices."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    """None where LiteLLM knows no price (the local model, unknown models): never a made-up $0."""
+
+
+def prediction_usage(prediction: Any) -> Usage:
+    """What `prediction.get_lm_usage()` says, summed over every model the program called."""
+    get = getattr(prediction, "get_lm_usage", None)
+    usage = get() if callable(get) else None
+    if not usage:
+        return Usage()
+    return usage_of(usage)
+
+
+def usage_of(by_model: Mapping[str, Mapping[str, Any]]) -> Usage:
+    inputs = outputs = 0
+    cost: float | None = None
+    seen = False
+    for model, counts in by_model.items():
+        if not isinstance(counts, Mapping):
+            continue
+        prompt = int(counts.get("prompt_tokens") or 0)
+        completion = int(counts.get("completion_tokens") or 0)
+        seen = seen or "prompt_tokens" in counts or "completion_tokens" in counts
+        inputs += prompt
+        outputs += completion
+        price = model_cost(model, prompt, completion)
+        if price is not None:
+            cost = (cost or 0.0) + price
+    if not seen:
+        return Usage()
+    return Usage(inputs, outputs, cost)
+
+
+def model_cost(model: str, input_tokens: int, output_tokens: int) -> float | None:
+    """USD for these tokens at LiteLLM's price for `model`; None when it has none (or a price of 0)."""
+    if model.startswith("local/"):
+        return None
+    try:
+        import litellm
+
+        litellm.suppress_debug_info = True  # else it prints a provider list on stdout
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=model, prompt_tokens=input_tokens, completion_tokens=output_tokens
+        )
+    except Exception:  # LiteLLM raises for models it has no price for
+        return None
+    total = float(prompt_cost) + float(completion_cost)
+    return total if total > 0 else None
