@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,7 +146,7 @@ def parse_inputs(pairs: Sequence[str], configured: Sequence[tuple[str, str]] = (
 def gather_questions(args: argparse.Namespace, settings: Settings, err: IO[str]) -> list:
     """Questions (text, or one value per input field) from the command line and the questions
     file, repeated `repeat` times."""
-    from tui.questions import read_questions
+    from tui.questions import Problem, iter_questions
 
     questions: list = [q for q in args.questions]
     if any(not q.strip() for q in questions):
@@ -158,11 +159,13 @@ def gather_questions(args: argparse.Namespace, settings: Settings, err: IO[str])
     if given or len(fields) > 1:
         questions = _fill_inputs(questions, given, fields)
     if args.questions_file is not None:
-        parsed = read_questions(args.questions_file, input_fields=fields)
-        for problem in parsed.problems:
-            err.write(f"dspy-stream: warning: {problem}\n")
-        for q in parsed.questions:
-            questions.append({**given, **q.inputs} if q.inputs else q.text)
+        for item in iter_questions(args.questions_file, input_fields=fields):
+            if isinstance(item, Problem):
+                err.write(f"dspy-stream: warning: {item}\n")
+            elif given or len(fields) > 1:
+                questions.append({**given, **item.inputs})
+            else:
+                questions.append(item.text)
     if settings.mode == "demo" and not questions:
         from tui.demo import DEMO_QUESTIONS
 
@@ -211,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         flags = {name: getattr(args, name) for name in SETTING_FLAGS}
         settings = load_settings(flags, config_path=args.config)
+        _register_secrets(settings)
         questions = gather_questions(args, settings, err)
         headless = args.headless or not sys.stdout.isatty()
         if headless and not questions:
@@ -245,18 +249,31 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
 
     from tui.logs import send_logs_to_file
 
-    send_logs_to_file()
+    try:
+        send_logs_to_file()
+    except OSError as exc:
+        from tui.logs import log_path
+
+        raise ConfigError(
+            f"log directory {log_path().parent} cannot be written: {exc.strerror or exc}"
+            " (set XDG_STATE_HOME to move it)"
+        ) from None
     from tui.report import parse_slo, report_format
     from tui.streaming.session import StreamSession
 
     # Bad names, targets and models fail here, in one line, before a dashboard or a run starts.
     if args.report is not None:
         report_format(args.report)
+    check_output_paths(args)
     if settings.slo:
         parse_slo(settings.slo)
     session = StreamSession(settings)
     session.ensure_program()
     session.ensure_model()
+    unreachable = unreachable_server(settings)
+    if unreachable:
+        sys.stderr.write(f"dspy-stream: error: {redact_line(unreachable)}\n")
+        return EXIT_FAILED
     if not headless:
         from tui.app import run_dashboard
 
@@ -271,16 +288,51 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
     shown = [q if isinstance(q, str) else session.shown_question(q) for q in questions]
     history, recorder = begin_recording(session, mode, shown, sys.stderr)
     run = HeadlessRun(settings, questions, mode, output=args.output, session=session)
+    caught: list[int] = []
     try:
-        code = asyncio.run(_with_progress(run, args.progress))
+        code = asyncio.run(_until_signal(run, args.progress, caught))
     except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
-        sys.stderr.write("dspy-stream: interrupted; partial answers kept\n")
+        caught.append(signal.SIGINT)
+    interrupted = bool(caught)
+    if interrupted:
+        code = EXIT_INTERRUPTED if caught[0] == signal.SIGINT else 128 + caught[0]
+        run.end_lines()
+        name = signal.Signals(caught[0]).name
+        what = "interrupted" if caught[0] == signal.SIGINT else f"stopped by {name}"
+        sys.stderr.write(f"dspy-stream: {what}; partial answers kept\n")
     if recorder is not None and history is not None:
-        recorder.finish(interrupted=code == EXIT_INTERRUPTED)
+        recorder.finish(interrupted=interrupted)
         history.close()
     _write_report(args, session)
     return code
+
+
+# Signals that end a run the way Ctrl+C does: streams cancelled, what arrived kept and saved.
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+async def _until_signal(run: HeadlessRun, progress_path: Path | None, caught: list[int]) -> int:
+    """Run headless; SIGTERM or SIGHUP cancel the run (recorded in `caught`) instead of killing it."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def stop(signum: int) -> None:
+        if not caught:
+            caught.append(signum)
+        main.cancel()
+
+    for signum in ENDING_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await _with_progress(run, progress_path)
+    except asyncio.CancelledError:
+        if caught:
+            return 128 + caught[0]
+        raise
+    finally:
+        for signum in ENDING_SIGNALS:
+            loop.remove_signal_handler(signum)
 
 
 async def _with_progress(run: HeadlessRun, progress_path: Path | None) -> int:
@@ -303,3 +355,85 @@ def _write_report(args: argparse.Namespace, session) -> None:
     from tui.report import write_report
 
     write_report(args.report, session)
+
+
+def _writable(path: Path, option: str) -> None:
+    """Fail now, in one line naming the option, if `path` cannot be written later."""
+    import os
+    import tempfile
+
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a directory; give a file name")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with path.open("a", encoding="utf-8"):
+                pass
+        else:
+            handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+            os.close(handle)
+            os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{option} {path} cannot be written: {exc.strerror or exc}") from None
+
+
+def check_output_paths(args: argparse.Namespace) -> None:
+    """--report, --output and --progress are checked before the first request, not after the run."""
+    paths = {"--report": args.report, "--output": args.output, "--progress": args.progress}
+    given = {option: path for option, path in paths.items() if path is not None}
+    seen: dict[Path, str] = {}
+    for option, path in given.items():
+        key = path.expanduser().resolve()
+        if key in seen:
+            raise ConfigError(f"{option} {path} is the same file as {seen[key]}: give each its own file")
+        seen[key] = option
+        _writable(path, option)
+
+
+def _register_secrets(settings: Settings) -> None:
+    """A password in --api-base is hidden by the one redaction every writer uses."""
+    from urllib.parse import unquote, urlsplit
+
+    from tui.streaming.safe_text import register_secret
+
+    if settings.api_base:
+        try:
+            password = urlsplit(settings.api_base).password
+        except ValueError:
+            return
+        if password:
+            register_secret(password)
+            register_secret(unquote(password))
+
+
+def redact_line(text: str) -> str:
+    from tui.streaming.safe_text import hide_secrets
+
+    return hide_secrets(text)
+
+
+def unreachable_server(settings: Settings, timeout: float = 1.5) -> str | None:
+    """Why a refused or unresolvable --api-base cannot work, found before the first question."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if settings.is_local or not settings.api_base:
+        return None
+    parts = urlsplit(settings.api_base)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ConfigError(f"api_base {parts.scheme}://{host}: the port is not a number") from None
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except TimeoutError:
+        return None  # slow, not refused: the run's own timeout and retries deal with it
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return (
+            f"the server at {parts.scheme}://{host}:{port} cannot be reached ({reason}): "
+            "is it running, and is --api-base right?"
+        )

@@ -7,6 +7,7 @@ the setting, the value and where it came from.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -91,7 +92,10 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         if kind in ("float", "float | None"):
             if isinstance(raw, bool):
                 raise ValueError
-            return float(raw)
+            number = float(raw)
+            if not math.isfinite(number):
+                raise ConfigError(f"{name}={raw!r} ({source}): expected a finite number, not {raw}")
+            return number
         if kind == "bool":
             if isinstance(raw, bool):
                 return raw
@@ -102,6 +106,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
                 return False
             raise ValueError
         return str(raw)
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
         expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}
         word = expected.get(kind.split(" ")[0], "text")
@@ -161,6 +167,12 @@ def _check(settings: Settings) -> None:
         raise bad("max_tokens", "must be at least 1")
     if not 0 <= settings.fault_rate <= 1:
         raise bad("fault_rate", "must be between 0 and 1")
+    if settings.temperature is not None and not 0 <= settings.temperature <= 2:
+        raise bad("temperature", "must be between 0 and 2")
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad(f.name, "must be a finite number")
     if settings.repeat < 1:
         raise bad("repeat", "must be at least 1")
     if settings.api_base is not None and not settings.api_base.startswith(("http://", "https://")):
@@ -185,6 +197,8 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
         if required:
             raise ConfigError(f"config file {path} does not exist") from None
         return {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} cannot be read: not UTF-8 text") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     unknown = sorted(set(data) - set(SETTING_NAMES))

@@ -14,7 +14,7 @@ from tui.exit_codes import EXIT_FAILED, EXIT_OK
 from tui.streaming.aggregate import merge_streams
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, Token
 from tui.streaming.runner import StreamRun
-from tui.streaming.safe_text import visible
+from tui.streaming.safe_text import hide_secrets, visible
 from tui.streaming.session import StreamSession
 
 
@@ -22,6 +22,55 @@ def _answer_fields(run: StreamRun) -> tuple[str, ...]:
     """The fields headless prints on stdout: every streamed field that is not reasoning."""
     fields = tuple(f.key for f in run.info.outputs if f.streams and not f.reasoning)
     return fields or (run.info.final_output.key,)
+
+
+class GuardedOut:
+    """A stream that stops being written once writing fails (a closed pipe, a full disk).
+
+    The run goes on without it, so the report and the history are still written.
+    """
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.broken: OSError | None = None
+
+    def write(self, text: str) -> int:
+        if self.broken is None:
+            try:
+                self.out.write(text)
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.broken is None:
+            try:
+                self.out.flush()
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self.broken = exc if isinstance(exc, OSError) else OSError(str(exc))
+        _silence(self.out)
+
+    def isatty(self) -> bool:
+        try:
+            return self.out.isatty()
+        except (OSError, ValueError):
+            return False
+
+
+def _silence(out: IO[str]) -> None:
+    """Point a failed standard stream at /dev/null, so the interpreter's flush at exit stays quiet."""
+    import os
+
+    try:
+        fd = out.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class TaggedWriter:
@@ -37,8 +86,24 @@ class TaggedWriter:
         self.safe = safe
         self._last_stream: int | None = None
         self._at_line_start = True
+        self._pending: dict[int, str] = {}
 
     def write(self, stream_id: int, text: str) -> None:
+        """Write up to the last whitespace; the word after it waits, so a key split across
+        tokens is still whole when it is hidden."""
+        text = self._pending.pop(stream_id, "") + text
+        cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t")) + 1
+        if cut < len(text):
+            self._pending[stream_id] = text[cut:]
+        if cut:
+            self._emit(stream_id, text[:cut])
+
+    def _flush_pending(self) -> None:
+        for stream_id in list(self._pending):
+            self._emit(stream_id, hide_secrets(self._pending.pop(stream_id)))
+
+    def _emit(self, stream_id: int, text: str) -> None:
+        text = hide_secrets(text)
         if self.safe:
             text = visible(text)
         if not self.tagged:
@@ -60,6 +125,7 @@ class TaggedWriter:
         self._last_stream = stream_id
 
     def end_line(self) -> None:
+        self._flush_pending()
         if not self._at_line_start:
             self.out.write("\n")
             self.out.flush()
@@ -102,6 +168,9 @@ class HeadlessRun:
 
     def __post_init__(self) -> None:
         self.session = self.session or StreamSession(self.settings)
+        self.stdout = GuardedOut(self.stdout)  # type: ignore[assignment]
+        self._writers: list[TaggedWriter] = []
+        self._printed: set[int] = set()
         self._safe = self.stdout.isatty()
         self._file: IO[str] | None = None
         self._file_writer: TaggedWriter | None = None
@@ -114,8 +183,18 @@ class HeadlessRun:
 
     def note(self, text: str) -> None:
         self._end_context()
-        self.stderr.write(visible(text) + "\n")
+        self.stderr.write(visible(hide_secrets(text)) + "\n")
         self.stderr.flush()
+
+    def end_lines(self) -> None:
+        """After an interrupt: end every open line, and print what unfinished answers had so far."""
+        for writer in self._writers:
+            writer.end_line()
+        if self.mode == "concurrent" and self.session is not None:
+            for run in self.session.runs:
+                if run.job.stream_id not in self._printed and run.record.field_text("answer"):
+                    self._print_answer(run)
+        self.stdout.flush()
 
     def _to_file(self, stream_id: int, text: str) -> None:
         if self._file_writer is not None:
@@ -149,6 +228,7 @@ class HeadlessRun:
     async def _one_by_one(self, run: StreamRun) -> None:
         """simple and recovery: the answer's tokens to stdout as they arrive; retries to stderr."""
         writer = TaggedWriter(self.stdout, tagged=False, safe=self._safe)
+        self._writers.append(writer)
         if len(self.questions) > 1:
             self.note(f"Q{run.job.stream_id}: {run.job.question}")
         async for event in run.events():
@@ -217,10 +297,7 @@ class HeadlessRun:
                 if isinstance(event, Token) and event.field == run.info.final_output.key:
                     self._to_file(run.job.stream_id, event.text)
             self._clear_progress()
-            self.stdout.write(f"Q{run.job.stream_id}: {visible(run.job.question)}\n")
-            answer = run.record.field_text(run.info.final_output.key)
-            self.stdout.write((visible(answer) if self._safe else answer) + "\n\n")
-            self.stdout.flush()
+            self._print_answer(run)
             self.note(f"Q{run.job.stream_id} {status_line(run)}")
 
         try:
@@ -230,11 +307,19 @@ class HeadlessRun:
                 progress.cancel()
                 self._clear_progress()
 
+    def _print_answer(self, run: StreamRun) -> None:
+        self._printed.add(run.job.stream_id)
+        self.stdout.write(f"Q{run.job.stream_id}: {visible(hide_secrets(run.job.question))}\n")
+        answer = hide_secrets(run.record.field_text(run.info.final_output.key))
+        self.stdout.write((visible(answer) if self._safe else answer) + "\n\n")
+        self.stdout.flush()
+
     async def _aggregate(self) -> None:
         """Merged tokens of every stream in arrival order, each line tagged with its stream."""
         assert self.session is not None
         runs = [self.session.new_run(q) for q in self.questions]
         writer = TaggedWriter(self.stdout, tagged=True, safe=self._safe)
+        self._writers.append(writer)
         async for tagged in merge_streams(runs, self.settings.buffer_size):
             event = tagged.event
             final = next(

@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import sqlite3
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,7 @@ from tui.report import (
     stream_figures,
     summary_figures,
 )
+from tui.streaming.safe_text import hide_secrets
 
 if TYPE_CHECKING:
     from tui.streaming.runner import StreamRun
@@ -230,13 +232,24 @@ def _figures_json(figures: StreamFigures) -> str:
 class RunHistory:
     """The history database: open it, `begin_run` for each run, read runs back."""
 
-    def __init__(self, path: Path | str | None = None) -> None:
+    def __init__(
+        self, path: Path | str | None = None, *, read_only: bool = False, notes: IO[str] | None = None
+    ) -> None:
         self.path = Path(path) if path is not None else default_history_path()
+        self.read_only = read_only
         self._lock = threading.RLock()
+        if read_only:
+            self._db = self._open_read_only()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Autocommit; every write opens its own transaction (`_transaction`).
-            self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            self._db = self._connect()
+            if not self._intact():
+                self._db.close()
+                self._move_aside(notes)
+                self._db = self._connect()
+        except sqlite3.DatabaseError as exc:
+            raise HistoryError(f"history database {self.path} cannot be used: {exc}") from None
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(f"history database {self.path} cannot be opened: {exc}") from None
         try:
@@ -252,6 +265,60 @@ class RunHistory:
         except sqlite3.Error as exc:
             self._db.close()
             raise HistoryError(f"history database {self.path} cannot be used: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit; every write opens its own transaction (`_transaction`).
+        return sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """Reading never writes: `mode=ro`, and on a read-only medium (no -shm can be made) `immutable`."""
+        if not self.path.exists():
+            raise HistoryError(f"history database {self.path} does not exist")
+        uri = self.path.resolve().as_uri()
+        last: sqlite3.Error | None = None
+        for flags in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                db = sqlite3.connect(f"{uri}?{flags}", uri=True, timeout=10, check_same_thread=False)
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                check = db.execute("PRAGMA quick_check").fetchone()
+                if check is None or check[0] != "ok":
+                    db.close()
+                    raise HistoryError(
+                        f"history database {self.path} is damaged; the next run moves it aside"
+                    )
+                return db
+            except sqlite3.DatabaseError as exc:
+                last = exc
+                if "malformed" in str(exc) or "not a database" in str(exc):
+                    raise HistoryError(
+                        f"history database {self.path} is damaged ({exc}); the next run moves it aside"
+                    ) from None
+        raise HistoryError(f"history database {self.path} cannot be read: {last}")
+
+    def _intact(self) -> bool:
+        try:
+            row = self._db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            # Another program's file, or one in use, is left alone; only a damaged database is moved.
+            if any(word in str(exc) for word in ("locked", "busy", "not a database")):
+                raise
+            return False
+        return row is not None and row[0] == "ok"
+
+    def _move_aside(self, notes: IO[str] | None) -> None:
+        """A damaged file is kept (renamed) for whoever wants to rescue it; a fresh one takes its place."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        os.replace(self.path, aside)
+        for suffix in ("-wal", "-shm", "-journal"):
+            extra = self.path.with_name(self.path.name + suffix)
+            if extra.exists():
+                os.replace(extra, aside.with_name(aside.name + suffix))
+        log.warning("history database %s was damaged; moved to %s", self.path, aside)
+        (notes or sys.stderr).write(
+            f"dspy-stream: warning: the history database was damaged; moved it to {aside}"
+            " and started a new one\n"
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -355,7 +422,16 @@ class RunHistory:
         db.execute("DELETE FROM attempts WHERE run_id = ? AND stream_id = ?", (run_id, figures.stream_id))
         db.executemany(
             "INSERT INTO attempts (run_id, stream_id, number, fields, error) VALUES (?, ?, ?, ?, ?)",
-            [(run_id, figures.stream_id, a.number, json.dumps(a.text), a.error) for a in run.record.attempts],
+            [
+                (
+                    run_id,
+                    figures.stream_id,
+                    a.number,
+                    json.dumps({name: hide_secrets(text) for name, text in a.text.items()}),
+                    hide_secrets(a.error),
+                )
+                for a in run.record.attempts
+            ],
         )
 
     # -- reading ----------------------------------------------------------------------------------
@@ -467,6 +543,8 @@ class RunRecorder:
         self.run_id = run_id
         self.session = session
         self._recorded: set[int] = set()
+        self.warnings: IO[str] = sys.stderr
+        self._warned = False
 
     def record_stream(self, run: StreamRun) -> None:
         """Store one stream (its figures, answer and every attempt) in a transaction of its own.
@@ -488,8 +566,8 @@ class RunRecorder:
         def store(_task: object) -> None:
             try:
                 self.record_stream(run)
-            except (sqlite3.Error, HistoryError):
-                log.exception("stream %s not saved in the history", run.job.stream_id)
+            except (sqlite3.Error, HistoryError) as exc:
+                self.warn(exc)
 
         run.start().add_done_callback(store)
 
@@ -497,7 +575,25 @@ class RunRecorder:
         """Store every stream not stored yet and the run's summary, in one transaction.
 
         Streams that have not ended, and planned questions never asked, become interrupted.
+        The history is a convenience: a database that fails (a full disk) costs one warning.
         """
+        try:
+            self._finish(interrupted=interrupted)
+        except sqlite3.Error as exc:
+            self.warn(exc)
+
+    def warn(self, exc: BaseException) -> None:
+        """One warning a run, however many writes fail; the details go to the log."""
+        log.warning("history write failed: %s", exc)
+        if not self._warned:
+            self._warned = True
+            self.warnings.write(
+                f"dspy-stream: warning: the history database {self.history.path} cannot be written"
+                f" ({exc}); the run goes on without it\n"
+            )
+            self.warnings.flush()
+
+    def _finish(self, *, interrupted: bool) -> None:
         session = self.session
         pending = [run for run in session.runs if run.job.stream_id not in self._recorded]
         unended = any(run.terminal is None for run in session.runs)
@@ -532,11 +628,15 @@ def begin_recording(
 
     A history that cannot be opened costs the run nothing but a warning line.
     """
+    history: RunHistory | None = None
     try:
-        history = RunHistory()
+        history = RunHistory(notes=warnings)
         recorder = history.begin_run(session, mode=mode, questions=questions)
-    except HistoryError as exc:
+    except (HistoryError, sqlite3.Error) as exc:
+        if history is not None:
+            history.close()
         warnings.write(f"dspy-stream: warning: {exc}; this run is not kept in the history\n")
         return None, None
+    recorder.warnings = warnings
     session.on_new_run = recorder.record_on_end
     return history, recorder

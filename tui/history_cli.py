@@ -11,6 +11,7 @@ Every form takes `--db PATH` to read another history database.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -58,7 +59,7 @@ def history_main(argv: Sequence[str], *, out: IO[str] | None = None, err: IO[str
                 raise HistoryError(f"no runs in the history yet ({path})")
             out.write(f"no runs in the history yet ({path})\n")
             return EXIT_OK
-        with RunHistory(path) as history:
+        with RunHistory(path, read_only=True) as history:
             if args.command == "show":
                 out.write(format_run(history.load_run(resolve_run(history, args.run))))
             elif args.command == "compare":
@@ -71,6 +72,9 @@ def history_main(argv: Sequence[str], *, out: IO[str] | None = None, err: IO[str
         return EXIT_OK
     except (ConfigError, HistoryError) as exc:
         err.write(f"dspy-stream: error: {exc}\n")
+        return EXIT_USAGE
+    except sqlite3.Error as exc:
+        err.write(f"dspy-stream: error: history database {path} cannot be read: {exc}\n")
         return EXIT_USAGE
 
 

@@ -1,22 +1,42 @@
-"""Reading a questions file: plain text (one a line) or JSONL (`{"question": ..., "id": ...}`)."""
+"""Reading a questions file: plain text (one a line) or JSONL (`{"question": ..., "id": ...}`).
+
+The file is read lazily, a line at a time (`iter_questions`), so a huge file or a device such as
+/dev/zero costs no more memory than one line: a line longer than `MAX_LINE_BYTES` stops the
+read with a `file:line` error. A bad line (not UTF-8, not JSON, a missing input field) is
+reported with its number and skipped.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
+
+MAX_LINE_BYTES = 64 * 1024
 
 
 class QuestionsFileError(ValueError):
-    """The file cannot be used at all (missing, unreadable, no question in it)."""
+    """The file cannot be used at all (missing, unreadable, no question in it, a line too long)."""
 
 
 @dataclass(frozen=True)
 class Question:
-    text: str
+    text: str  # what is shown for the question
     id: str | None = None
-    inputs: dict[str, str] = field(default_factory=dict)
-    """One value per input field of the program; empty for a one-input program fed `text`."""
+    inputs: dict[str, str] = field(default_factory=dict)  # one value per input field of the program
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A skipped line: `questions.jsonl:7: not valid JSON; line skipped`."""
+
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -25,29 +45,7 @@ class QuestionsFile:
     problems: list[str]  # "questions.jsonl:7: not valid JSON", one per skipped line
 
 
-def _is_jsonl(path: Path, lines: list[str]) -> bool:
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return True
-    first = next((line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
-    return first.startswith("{")
-
-
-def _from_json_line(line: str) -> Question:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg})") from None
-    if not isinstance(record, dict):
-        raise ValueError('expected an object like {"question": "..."}')
-    text = record.get("question")
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError('no "question" text')
-    ident = record.get("id")
-    return Question(text.strip(), None if ident is None else str(ident))
-
-
-def _with_inputs(line: str, input_fields: tuple[str, ...]) -> Question:
-    """A JSONL line for a program with several input fields: one key per field."""
+def _from_json_line(line: str, input_fields: Sequence[str]) -> Question:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -57,51 +55,101 @@ def _with_inputs(line: str, input_fields: tuple[str, ...]) -> Question:
     inputs: dict[str, str] = {}
     for name in input_fields:
         value = record.get(name)
+        if value is None and len(input_fields) == 1:
+            value = record.get("question")
         if value is None or (isinstance(value, str) and not value.strip()):
-            raise ValueError(f"no {name!r} (the program's inputs are {', '.join(input_fields)})")
-        inputs[name] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            if len(input_fields) == 1:
+                raise ValueError(f'no "{name}" text')
+            raise ValueError(
+                f"missing input field {name!r} (the program's inputs are {', '.join(input_fields)})"
+            )
+        inputs[name] = value.strip() if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    shown = record.get("question")
+    text = shown.strip() if isinstance(shown, str) and shown.strip() else inputs[input_fields[-1]]
     ident = record.get("id")
-    return Question(inputs[input_fields[-1]].strip(), None if ident is None else str(ident), inputs)
+    return Question(text, None if ident is None else str(ident), inputs)
 
 
-def read_questions(path: str | Path, input_fields: tuple[str, ...] = ("question",)) -> QuestionsFile:
-    """Parse the file; bad lines are reported with their number and skipped.
+def _lines(handle: BinaryIO, path: Path) -> Iterator[tuple[int, bytes]]:
+    number = 0
+    while True:
+        raw = handle.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            raise QuestionsFileError(
+                f"{path}:{number}: line longer than {MAX_LINE_BYTES // 1024} KiB: is this a questions file?"
+            )
+        yield number, raw
 
-    With several `input_fields`, each JSONL line gives one value per field."""
+
+def iter_questions(
+    path: str | Path, input_fields: Sequence[str] = ("question",)
+) -> Iterator[Question | Problem]:
+    """Questions as they are read, and a `Problem` for each skipped line.
+
+    JSONL keys map to the program's input fields; a plain-text line feeds its single input field.
+    Raises `QuestionsFileError` when the file cannot be read at all, or holds no question.
+    """
     path = Path(path)
+    input_fields = tuple(input_fields) or ("question",)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        handle = path.open("rb")
     except FileNotFoundError:
         raise QuestionsFileError(f"questions file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-        raise QuestionsFileError(f"questions file {path} cannot be read: {reason}") from None
-    jsonl = _is_jsonl(path, lines)
+    except OSError as exc:
+        raise QuestionsFileError(f"questions file {path} cannot be read: {exc.strerror or exc}") from None
+    jsonl: bool | None = True if path.suffix.lower() in (".jsonl", ".ndjson") else None
+    found = 0
+    first_problem: str | None = None
+    with handle:
+        try:
+            for number, raw in _lines(handle, path):
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    problem = f"{path}:{number}: not UTF-8; line skipped"
+                    first_problem = first_problem or problem
+                    yield Problem(problem)
+                    continue
+                line = line.lstrip("\ufeff")
+                if not line or line.startswith("#"):
+                    continue
+                if jsonl is None:
+                    jsonl = line.startswith("{")
+                    if not jsonl and len(input_fields) > 1:
+                        raise QuestionsFileError(
+                            f"questions file {path} is plain text, but the program takes "
+                            f"{', '.join(input_fields)}: give JSONL with those keys"
+                        )
+                if not jsonl:
+                    found += 1
+                    yield Question(line, None, {input_fields[0]: line}, number)
+                    continue
+                try:
+                    question = _from_json_line(line, input_fields)
+                except ValueError as exc:
+                    problem = f"{path}:{number}: {exc}; line skipped"
+                    first_problem = first_problem or problem
+                    yield Problem(problem)
+                    continue
+                found += 1
+                yield Question(question.text, question.id, question.inputs, number)
+        except OSError as exc:
+            raise QuestionsFileError(f"questions file {path} cannot be read: {exc.strerror or exc}") from None
+    if not found:
+        detail = f" ({first_problem})" if first_problem else ""
+        raise QuestionsFileError(f"questions file {path} holds no question{detail}")
+
+
+def read_questions(path: str | Path, input_fields: Sequence[str] = ("question",)) -> QuestionsFile:
+    """The whole file at once (small files, tests); bad lines are reported with their number and skipped."""
     questions: list[Question] = []
     problems: list[str] = []
-    for number, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if not jsonl and len(input_fields) > 1:
-            raise QuestionsFileError(
-                f"{path}:{number}: the program has several inputs ({', '.join(input_fields)}): "
-                "write JSONL, one object with those keys a line"
-            )
-        if not jsonl:
-            questions.append(Question(line))
-            continue
-        try:
-            if len(input_fields) > 1:
-                questions.append(_with_inputs(line, input_fields))
-            elif input_fields[0] != "question" and '"question"' not in line:
-                question = _with_inputs(line, input_fields)
-                questions.append(Question(question.text, question.id))
-            else:
-                questions.append(_from_json_line(line))
-        except ValueError as exc:
-            problems.append(f"{path}:{number}: {exc}; line skipped")
-    if not questions:
-        detail = f" ({problems[0]})" if problems else ""
-        raise QuestionsFileError(f"questions file {path} holds no question{detail}")
+    for item in iter_questions(path, input_fields):
+        if isinstance(item, Problem):
+            problems.append(item.message)
+        else:
+            questions.append(item)
     return QuestionsFile(questions, problems)

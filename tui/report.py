@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tui.config import ConfigError, Settings
 from tui.streaming.metrics import Distribution
+from tui.streaming.safe_text import hide_secrets, hide_secrets_in
 from tui.streaming.timeline import ThroughputTimeline, TimedStream
 
 if TYPE_CHECKING:  # the history CLI reads reports without importing DSPy
@@ -137,7 +138,7 @@ class StreamFigures:
             started = m.started_at - run_started_at
         return cls(
             stream_id=run.job.stream_id,
-            question=run.job.question,
+            question=hide_secrets(run.job.question),
             state=m.state,
             attempts=m.attempts,
             output_len=m.tokens,
@@ -153,16 +154,16 @@ class StreamFigures:
             queue_fill_max=m.queue_fill_max,
             finish_reason=m.finish_reason,
             queue_time=m.queue_time,
-            generated_text=run.record.text,
-            error=m.error or run.record.error,
+            generated_text=hide_secrets(run.record.text),
+            error=hide_secrets(m.error or run.record.error),
             ttfo=m.ttfo,
             input_len=m.input_tokens,
             provider_output_len=m.provider_output_tokens,
             cost_usd=m.cost_usd,
-            inputs=dict(run.job.program_inputs),
-            field_texts=dict(run.record.current),
-            prediction=prediction_json(run.record.prediction),
-            tool_calls=list(getattr(run, "tool_calls", [])),
+            inputs=hide_secrets_in(dict(run.job.program_inputs)),
+            field_texts=hide_secrets_in(dict(run.record.current)),
+            prediction=hide_secrets_in(prediction_json(run.record.prediction)),
+            tool_calls=hide_secrets_in(list(getattr(run, "tool_calls", []))),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -416,11 +417,25 @@ def summary_rows(report: Mapping[str, Any]) -> list[tuple[str, Any]]:
     return rows
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"),
+# also after leading spaces; a tab or carriage return first is another way in.
+_FORMULA_START = re.compile(r"^[\s]*[=+\-@\t\r\uff1d\uff0b\uff0d\uff20]")
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell safe to open in a spreadsheet: text that would run as a formula gets a leading `'`."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and _FORMULA_START.match(value):
+        return "'" + value
+    return value
+
+
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
-    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    writer.writerows([[csv_cell(v) for v in row] for row in rows])
     return buffer.getvalue()
 
 

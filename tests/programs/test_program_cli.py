@@ -107,7 +107,7 @@ def test_jsonl_maps_keys_to_inputs_and_a_missing_field_skips_only_its_line(opena
         str(questions),
     )
     assert result.returncode == 0, result.stderr
-    assert f"{questions}:2: no 'notes'" in result.stderr
+    assert f"{questions}:2: missing input field 'notes'" in result.stderr
     assert result.stdout.count("Q") >= 2 and "first?" in result.stdout and "third?" in result.stdout
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import dspy
 
 from tests.streaming.conftest import server_lm, server_settings
@@ -25,9 +27,22 @@ async def test_merged_events_keep_their_stream_and_arrival_order(openai_server):
                 dspy.ChatAdapter(),
             )
         )
-    merged = [tagged async for tagged in merge_streams(runs)]
-    arrival = [t.at for t in merged]
-    assert arrival == sorted(arrival)
+    merged, received = [], []
+    async for tagged in merge_streams(runs):
+        merged.append(tagged)
+        received.append(time.monotonic())  # when the reader got it, not when it was queued
+
+    def asked(request) -> int:
+        return next(sid for sid in (1, 2, 3) if f"q{sid}" in request.json["messages"][-1]["content"])
+
+    requests = {asked(r): r for r in openai_server.requests}
+    # Arrival order is the servers' order: the stream the server finished first ends first ...
+    ended = [t.stream_id for t in merged if isinstance(t.event, Done)]
+    assert ended == sorted(requests, key=lambda sid: requests[sid].finished_at)
+    # ... and each stream's first token reaches the reader while its server is still sending.
+    for sid, request in requests.items():
+        first = next(i for i, t in enumerate(merged) if t.stream_id == sid and isinstance(t.event, Token))
+        assert request.first_token_at <= received[first] < request.finished_at
     ids = [t.stream_id for t in merged if isinstance(t.event, Token)]
     assert len({ids[i] for i in range(len(ids) - 1) if ids[i] != ids[i + 1]}) > 1  # interleaved
     for run in runs:

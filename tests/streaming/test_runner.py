@@ -172,21 +172,33 @@ async def test_cancel_while_the_producer_waits_on_a_full_queue(openai_server, ma
     openai_server.default = Behaviour(tokens=400)
     run = make_run(buffer_size=5)
     run.start()
-    await asyncio.sleep(0.5)
+    await _until(lambda: run.queue.full(), what="the queue to fill")
+    produced = run.metrics.tokens
+    await _until(lambda: openai_server.requests and openai_server.requests[0].tokens_sent > produced + 5)
+    assert run.queue.full() and run.metrics.tokens == produced  # the producer is waiting on the put
     run.cancel()
     ending = await asyncio.wait_for(run.wait(), 5)
     assert isinstance(ending, Cancelled)
+    assert ending.partial_text  # what had streamed is kept
     assert len(openai_server.completions) == 1  # a cancel is never retried
+
+
+async def _until(condition, timeout: float = 10.0, what: str = "a condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 async def test_backpressure_holds_the_queue_at_buffer_size(openai_server, make_run):
     openai_server.default = Behaviour(tokens=500)
     run = make_run(buffer_size=8)
     run.start()
-    await asyncio.sleep(0.8)
+    await _until(lambda: run.queue.full(), what="the queue to fill")
     assert run.queue.qsize() == 8
     produced = run.metrics.tokens
-    await asyncio.sleep(0.5)
+    await _until(lambda: openai_server.requests and openai_server.requests[0].tokens_sent > produced + 20)
     assert run.metrics.tokens == produced  # the producer waits for the consumer
     assert run.metrics.state == "streaming"
     ending = await run.wait()
@@ -244,3 +256,32 @@ async def test_a_cache_hit_is_delivered_whole_and_reported(openai_server):
     assert second.metrics.cache_hit
     assert tokens(events) == "cached answer text"
     assert len(openai_server.completions) == 1
+
+
+async def test_injected_faults_cut_each_attempt_after_the_planned_tokens_and_are_retried(openai_server):
+    import random
+
+    import dspy
+
+    from tests.streaming.conftest import server_lm, server_settings
+    from tui.streaming.runner import StreamJob, StreamRun
+
+    openai_server.default = Behaviour(tokens=200, token_delay=0.002)
+    settings = server_settings(openai_server, max_retries=2, retry_delay=0.01)
+    plan = random.Random(7)
+    expected = [(plan.random(), plan.randint(3, 20)) for _ in range(3)]  # every attempt faults (rate 1)
+    run = StreamRun(
+        StreamJob("q"), settings, server_lm(openai_server), dspy.ChatAdapter(),
+        fault_rate=1.0, rng=random.Random(7),
+    )  # fmt: skip
+    seen = [event async for event in run.events()]
+    retries = [e for e in seen if isinstance(e, Retrying)]
+    assert [r.injected for r in retries] == [True, True]
+    assert isinstance(seen[-1], Failed) and "injected fault" in seen[-1].error
+    assert [f"after {after} tokens" in r.error for r, (_, after) in zip(retries, expected, strict=False)] == [
+        True,
+        True,
+    ]
+    assert len(run.record.attempts) == 3 and all(a.text for a in run.record.attempts)
+    assert len(openai_server.requests) == 3
+    assert openai_server.wait_for(lambda: all(r.disconnected for r in openai_server.requests), timeout=5)

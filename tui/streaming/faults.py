@@ -19,11 +19,13 @@ from dspy.utils.exceptions import (
 )
 
 from tui.models.errors import ModelError
+from tui.streaming.safe_text import hide_secrets, register_secret
+
+__all__ = ["hide_secrets", "register_secret"]
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 FINAL_STATUS = frozenset({400, 401, 403, 404, 422})
-# Provider keys ("sk-...", "sk-ant-..."), even masked ones ("sk-abc***"), and bearer tokens.
-_SECRET = re.compile(r"\b(sk-)[\w\-*.]+|(Bearer\s+)\S+", re.IGNORECASE)
+_SSE_LINE_LIMIT = re.compile(r"SSE line exceeds limit \((\d+) > (\d+)\)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
@@ -51,11 +53,6 @@ class FaultInfo:
     retryable: bool
     message: str
     retry_after: float | None = None
-
-
-def hide_secrets(text: str) -> str:
-    """`text` with API keys and bearer tokens hidden, and nothing else changed."""
-    return _SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "…", text)
 
 
 def redact(text: str) -> str:
@@ -99,6 +96,16 @@ def classify(exc: BaseException) -> FaultInfo:
             if cause.adapter_name == "PlainAdapter":
                 return FaultInfo(False, f"the model's reply could not be read: {_short(cause)}")
             return FaultInfo(False, "the model did not answer in DSPy's field format: try --adapter plain")
+    for cause in _causes(exc):
+        oversized = _SSE_LINE_LIMIT.search(str(cause))
+        if oversized:
+            # The same answer brings the same chunk: another attempt cannot succeed.
+            limit = int(oversized.group(2))
+            return FaultInfo(
+                False,
+                f"the server sent a chunk larger than {limit // 1024} KiB "
+                f"({int(oversized.group(1)):,} bytes), more than one streamed line may hold",
+            )
     if isinstance(exc, StreamIncomplete):
         return FaultInfo(False, f"incomplete stream: {_short(exc)}")
     if isinstance(exc, LMAuthError) or status in (401, 403):

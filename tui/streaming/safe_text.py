@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
-# C0 and C1 control characters except newline and tab, plus DEL.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 control characters except newline and tab, plus DEL; and the bidi controls
+# (embeddings, overrides, isolates, marks) that reorder what a terminal shows ("Trojan Source").
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{BIDI_CONTROLS}]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -16,3 +18,73 @@ def _escape(match: re.Match[str]) -> str:
 def visible(text: str) -> str:
     """`text` with every control character (but newline and tab) written out as `\\xNN`."""
     return _CONTROL.sub(_escape, text)
+
+
+# Key shapes: provider keys ("sk-...", "sk-ant-...", masked "sk-abc***") and bearer tokens, only
+# where the rest looks like a key (digits, masks or length), so "sk-learn" and "bearer of bad
+# news" stay as written.
+_KEY_SHAPE = re.compile(r"\b(sk-)([\w\-*.]{6,})|\b([Bb]earer\s+)([\w\-.~+/=*]{6,})")
+# Credentials in a URL: scheme://user:password@host
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^\s/:@]*:)([^\s/@]+)(@)", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"(API_?KEY|_KEY|TOKEN|SECRET|PASSWORD|PASSWD)$", re.IGNORECASE)
+_MIN_SECRET = 6  # shorter values are words, not keys
+_registered: set[str] = set()
+_from_environment: frozenset[str] | None = None
+
+
+def register_secret(value: str | None) -> None:
+    """A value (a key from the config, a password in --api-base) to hide wherever it appears."""
+    if value and len(value) >= _MIN_SECRET:
+        _registered.add(value)
+
+
+def _known_secrets() -> list[str]:
+    global _from_environment
+    if _from_environment is None:
+        import os
+
+        _from_environment = frozenset(
+            value
+            for name, value in os.environ.items()
+            if _SECRET_NAME.search(name) and len(value) >= _MIN_SECRET
+        )
+    return sorted(_from_environment | _registered, key=len, reverse=True)
+
+
+def _looks_like_key(body: str, *, bearer: bool) -> bool:
+    if "*" in body or any(ch.isdigit() for ch in body) or len(body) >= 20:
+        return True
+    # A bearer token without digits is still mixed case or punctuated (JWTs: "eyJhbGciOi").
+    return bearer and (any(ch.isupper() for ch in body[1:]) or any(ch in "._-~+/=" for ch in body))
+
+
+def _hide_shape(match: re.Match[str]) -> str:
+    if match.group(1):
+        return "sk-…" if _looks_like_key(match.group(2), bearer=False) else match.group()
+    if _looks_like_key(match.group(4), bearer=True):
+        return match.group(3) + "…"
+    return match.group()
+
+
+def hide_secrets(text: str) -> str:
+    """`text` with API keys and bearer tokens hidden, and nothing else changed.
+
+    The one redaction every writer uses (screen, report, transcript, history, logs): the actual
+    key values found in the environment and the config, passwords in URLs, and key shapes.
+    """
+    for secret in _known_secrets():
+        if secret in text:
+            text = text.replace(secret, "…")
+    text = _URL_PASSWORD.sub(lambda m: m.group(1) + "…" + m.group(3), text)
+    return _KEY_SHAPE.sub(_hide_shape, text)
+
+
+def hide_secrets_in(value):
+    """`hide_secrets` through every string of a JSON-like value (dicts, lists, tuples)."""
+    if isinstance(value, str):
+        return hide_secrets(value)
+    if isinstance(value, dict):
+        return {key: hide_secrets_in(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [hide_secrets_in(item) for item in value]
+    return value

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from tui.streaming.safe_text import BIDI_CONTROLS
+
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{BIDI_CONTROLS}]")
 _TAB = "    "
 
 
@@ -20,6 +22,8 @@ def _picture(match: re.Match[str]) -> str:
         return chr(0x2400 + code)  # ␀ .. ␟
     if code == 0x7F:
         return "\u2421"  # ␡
+    if code > 0xFF:
+        return f"<U+{code:04X}>"  # a bidi control, shown instead of reordering the line
     return "\ufffd"  # C1 controls (0x80-0x9f, 8-bit CSI among them) have no picture
 
 
