@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from tui.streaming.faults import hide_secrets
+from tui.streaming.safe_text import hide_secrets
 
 
 class _RedactingFormatter(logging.Formatter):

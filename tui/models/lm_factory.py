@@ -51,34 +51,75 @@ def _litellm() -> Any:
 def check_credentials(model: str, api_base: str | None, environ: Mapping[str, str] | None = None) -> bool:
     """Raise ModelError when `model` cannot be called; True when a placeholder key must be passed.
 
-    Which providers exist and which variables each needs is LiteLLM's knowledge
-    (`litellm.provider_list`, `litellm.validate_environment`), so every provider it supports works.
+    DSPy's native router knows the providers it calls itself and the variable each one's key
+    is read from; for every other provider the call goes through LiteLLM, so LiteLLM's own
+    knowledge decides (`litellm.provider_list`, `litellm.validate_environment`). LiteLLM takes
+    seconds to import, so it is asked only for providers the native router does not know.
     The placeholder is for `--api-base` servers (llama.cpp, LM Studio, vLLM) that need some key.
     """
     environ = os.environ if environ is None else environ
-    provider, _, name = model.partition("/")
+    name = model.partition("/")[2]
     if not name:
         raise ModelError(f"model {model!r} names no provider: write provider/model, e.g. {EXAMPLE_MODELS}")
+    native = _native_route(model)
+    missing = _native_missing(native, environ) if native is not None else _litellm_missing(model, environ)
+    if not missing:
+        return False
+    if api_base:
+        return True
+    raise ModelError(f"{missing[0]} is not set: export it, or pass --api-base for a local server")
+
+
+def _native_route(model: str) -> Any:
+    """DSPy's native resolution of `model` (provider, key variable), or None when LiteLLM serves it."""
+    try:
+        from dspy.clients.engines.lm15_engine import LM15Engine
+        from dspy.lm15 import RouterConfig
+
+        return LM15Engine(RouterConfig(env={}), model_type="chat").resolve(model)
+    except Exception:  # UnknownModelError and friends: not a provider DSPy calls natively
+        return None
+
+
+def _native_missing(route: Any, environ: Mapping[str, str]) -> list[str]:
+    """The key variables of a natively routed provider when none of them is set (any one will do)."""
+    if getattr(route, "credential_policy", "key") != "key" or getattr(route, "placeholder_key", None):
+        return []
+    keys = _native_key_variables(route)
+    if not keys or any(environ.get(key) for key in keys):
+        return []
+    return [" or ".join(keys)]
+
+
+def _native_key_variables(route: Any) -> tuple[str, ...]:
+    try:
+        from dspy._vendor.lm15 import access
+
+        for policy in vars(access).values():
+            if isinstance(policy, access.AccessPolicy) and policy.provider == route.provider:
+                return tuple(policy.env_keys)
+    except Exception:  # DSPy's internals moved: the route still names its main variable
+        pass
+    return (route.env_key,) if getattr(route, "env_key", None) else ()
+
+
+def _litellm_missing(model: str, environ: Mapping[str, str]) -> list[str]:
+    provider = model.partition("/")[0]
     litellm = _litellm()
     if provider not in {str(getattr(p, "value", p)) for p in litellm.provider_list}:
         raise ModelError(f"unknown model provider {provider!r} in {model!r}: try {EXAMPLE_MODELS}")
     if provider in ACCOUNT_PROVIDERS:
-        return False
+        return []
     try:
         report = litellm.validate_environment(model)
     except Exception:  # a provider LiteLLM lists but cannot check: let the call itself tell
-        return False
+        return []
     missing = [v for v in report.get("missing_keys") or [] if not environ.get(v)]
     # A server address is what --api-base gives; LiteLLM's local providers default to localhost.
-    keys = sorted(
+    return sorted(
         (v for v in missing if not v.endswith(_BASE_SUFFIXES)),
         key=lambda v: not any(word in v for word in ("KEY", "TOKEN")),
     )
-    if not keys:
-        return False
-    if api_base:
-        return True
-    raise ModelError(f"{keys[0]} is not set: export it, or pass --api-base for a local server")
 
 
 def build_lm(settings: Settings) -> dspy.LM:

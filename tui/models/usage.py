@@ -1,4 +1,4 @@
-"""Tokens as the provider counted them and their cost, from DSPy's usage tracker and LiteLLM's prices."""
+"""Tokens as the provider counted them and their cost, from DSPy's usage tracker and the published prices."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost_usd: float | None = None
-    """None where LiteLLM knows no price (the local model, unknown models): never a made-up $0."""
+    """None where no price is known (the local model, unknown models): never a made-up $0."""
 
 
 def prediction_usage(prediction: Any) -> Usage:
@@ -45,17 +45,19 @@ def usage_of(by_model: Mapping[str, Mapping[str, Any]]) -> Usage:
 
 
 def model_cost(model: str, input_tokens: int, output_tokens: int) -> float | None:
-    """USD for these tokens at LiteLLM's price for `model`; None when it has none (or a price of 0)."""
-    if model.startswith("local/"):
+    """USD for these tokens at the published price for `model` (LiteLLM's price map, as DSPy
+    bundles it); None when there is none (or a price of 0)."""
+    provider, _, name = model.partition("/")
+    if provider == "local" or model == "local" or not name:
         return None
     try:
-        import litellm
+        from dspy.clients.model_metadata import model_info, rate
 
-        litellm.suppress_debug_info = True  # else it prints a provider list on stdout
-        prompt_cost, completion_cost = litellm.cost_per_token(
-            model=model, prompt_tokens=input_tokens, completion_tokens=output_tokens
-        )
-    except Exception:  # LiteLLM raises for models it has no price for
+        info = model_info(provider, name)
+    except Exception:  # advisory: a price lookup never fails a stream
         return None
-    total = float(prompt_cost) + float(completion_cost)
+    prompt_rate, completion_rate = rate(info, "input_cost_per_token"), rate(info, "output_cost_per_token")
+    if prompt_rate is None or completion_rate is None:
+        return None
+    total = input_tokens * prompt_rate + output_tokens * completion_rate
     return total if total > 0 else None
