@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from platformdirs import user_downloads_path
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -140,6 +141,18 @@ class StreamDashboard(App[int]):
         elif mode == "demo":
             self.notify(DEMO_TIPS, title="Demo", timeout=8)
 
+    async def on_event(self, event: events.Event) -> None:
+        # Typing that reaches the dashboard while no box has focus goes to the question box: the
+        # focus moves here, before the key is delivered, so no key of a fast burst goes astray.
+        if (
+            isinstance(event, events.Key | events.Paste)
+            and not event.is_forwarded
+            and self.screen is self.dashboard
+            and (isinstance(event, events.Paste) or event.is_printable)
+        ):
+            self.dashboard.route_typing()
+        await super().on_event(event)
+
     # -- the clock ------------------------------------------------------------------------------
 
     def _tick(self) -> None:
@@ -163,7 +176,7 @@ class StreamDashboard(App[int]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             bindings = [*DashboardScreen.BINDINGS, *self.BINDINGS, *StreamPane.BINDINGS]
-            self.push_screen(HelpScreen(bindings))
+            self.push_screen(HelpScreen(bindings, self.dashboard.program_info))
 
     def action_aggregate(self) -> None:
         if isinstance(self.screen, AggregateScreen):

@@ -9,6 +9,7 @@ from textual.app import App, ComposeResult
 
 from tui.streaming.events import Retrying, Status, Token
 from tui.streaming.metrics import StreamMetrics
+from tui.streaming.program_info import ProgramInfo
 from tui.widgets.markdown_blocks import BlockSplitter
 from tui.widgets.merged_log import MergedLog, MergedLogView
 from tui.widgets.sanitize import one_line, sanitize
@@ -163,7 +164,7 @@ async def test_merged_log_view_tags_each_line_and_drops_blank_ones():
 
 def test_a_stream_waiting_for_the_local_model_reads_queued_not_streaming():
     metrics = StreamMetrics(clock=lambda: 5.0)
-    run = SimpleNamespace(job=SimpleNamespace(question="q"), metrics=metrics)
+    run = SimpleNamespace(job=SimpleNamespace(question="q"), metrics=metrics, info=ProgramInfo("predict"))
     pane = StreamPane(run, 1, clock=lambda: 5.0)  # type: ignore[arg-type]
     assert pane.state_at(5.0) == "queued"  # not started: the session's limit
     metrics.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from textual import on
 from textual.app import ComposeResult
@@ -17,11 +17,14 @@ from textual.widgets import Footer, Input, Static
 from tui.config import Settings
 from tui.models.errors import ModelError
 from tui.streaming.events import Failed
-from tui.streaming.session import EmptyQuestion, StreamSession
+from tui.streaming.program_info import ProgramInfo
+from tui.streaming.session import EmptyQuestion, MissingInputs, StreamSession
 from tui.widgets.batch_progress import BatchProgress
+from tui.widgets.entry_form import EntryForm, FieldInput
 from tui.widgets.global_status import GlobalStatusBar
 from tui.widgets.merged_log import MergedLog
 from tui.widgets.pane_grid import PaneGrid
+from tui.widgets.program_outline import program_line
 from tui.widgets.question_input import QuestionInput
 from tui.widgets.sanitize import one_line
 from tui.widgets.stream_pane import StreamPane
@@ -36,6 +39,7 @@ EMPTY_HINT = """\
 [b]No streams yet.[/b]
 
 Type a question below and press [b]Enter[/b]; ask more while answers stream.
+With several input fields, [b]Tab[/b] moves between their boxes.
 [b]F1[/b] lists the keys, [b]Ctrl+P[/b] opens the command palette."""
 
 
@@ -43,7 +47,7 @@ class DashboardScreen(Screen[None]):
     """The streams of one session, each in its own pane, fed by the app's clock through `tick()`."""
 
     AUTO_FOCUS = "QuestionInput"
-    ALLOW_IN_MAXIMIZED_VIEW = "#top-bars, GlobalStatusBar, BatchProgress, QuestionInput, Footer"
+    ALLOW_IN_MAXIMIZED_VIEW = "#top-bars, GlobalStatusBar, BatchProgress, QuestionInput, EntryForm, Footer"
     # The footer shows, most useful first, what fits 80 columns; the rest is in F1 and Ctrl+P.
     BINDINGS = [
         Binding("f3", "app.aggregate", "Merged", tooltip="All streams merged into one log"),
@@ -85,6 +89,12 @@ class DashboardScreen(Screen[None]):
         self._status_bar: GlobalStatusBar | None = None
         self._progress: BatchProgress | None = None
         self._announced: dict[int, tuple[object, ...]] = {}  # pane number -> what was told of it
+        self._typing_into: QuestionInput | None = None  # the box typed in last
+        try:
+            self.program_info: ProgramInfo | None = session.program_info
+        except Exception:  # a bad program is reported when a question is asked, in one line
+            log.exception("could not load the program")
+            self.program_info = None
 
     def compose(self) -> ComposeResult:
         settings = self.settings
@@ -93,7 +103,11 @@ class DashboardScreen(Screen[None]):
             yield BatchProgress(id="batch-progress")
         yield Static(EMPTY_HINT, id="empty-hint")
         yield PaneGrid(id="panes")
-        yield QuestionInput(id="question")
+        info = self.program_info
+        if info is not None and len(info.inputs) > 1:
+            yield EntryForm(info.inputs, id="entry-form")
+        else:
+            yield QuestionInput(id="question")
         yield Footer(compact=True, show_command_palette=False)  # Ctrl+P still opens it
 
     def on_mount(self) -> None:
@@ -101,7 +115,15 @@ class DashboardScreen(Screen[None]):
         self._progress = self.query_one(BatchProgress)
         self._grid = self.query_one(PaneGrid)
         self._progress.display = self.batch
-        self.query_one(QuestionInput).cursor_blink = self.blink
+        boxes = list(self.query(QuestionInput))
+        for box in boxes:
+            box.cursor_blink = self.blink
+        if self.program_info is not None:
+            # The program, its inputs and outputs, where a newcomer looks first.
+            first = boxes[0]
+            name = first.field if isinstance(first, FieldInput) else self.program_info.primary_input
+            title = "Question" if name == "question" else name
+            first.border_title = f"{title} · {program_line(self.program_info)}"
 
     # -- asking ---------------------------------------------------------------------------------
 
@@ -109,17 +131,34 @@ class DashboardScreen(Screen[None]):
     def panes(self) -> list[StreamPane]:
         return self._grid.panes if self._grid is not None else []
 
-    @on(Input.Submitted, "#question")
-    def _submitted(self, event: Input.Submitted) -> None:
-        if self.ask([event.value]):
-            self.query_one(QuestionInput).accept()
+    @on(QuestionInput.Asked)
+    def _asked(self, event: QuestionInput.Asked) -> None:
+        event.stop()
+        panes = self.ask(event.questions, typed=event.input)
+        if event.pasted and panes:
+            asked = len(panes)
+            self.notify(f"{asked} question{'s' * (asked != 1)} from the paste", markup=False)
 
-    def ask(self, questions: Iterable[str]) -> list[StreamPane]:
-        """Start a stream and mount a pane for each question; refusals are shown, never raised."""
+    @on(EntryForm.Asked)
+    def _form_asked(self, event: EntryForm.Asked) -> None:
+        event.stop()
+        self.ask([event.inputs])
+
+    def ask(
+        self, questions: Iterable[str | Mapping[str, str]], *, typed: QuestionInput | None = None
+    ) -> list[StreamPane]:
+        """Start a stream and mount a pane for each question; refusals are shown, never raised.
+
+        `typed`: the box the questions were typed in, which gets back a question that could not start.
+        """
         panes = []
-        for question in questions:
+        questions = list(questions)
+        for index, question in enumerate(questions):
             pane = self._new_pane(question)
             if pane is None:
+                if typed is not None:
+                    texts = [q for q in questions[index:] if isinstance(q, str)]
+                    typed.restore("\n".join(texts) if len(texts) > 1 else "".join(texts))
                 break
             panes.append(pane)
         if panes:
@@ -131,11 +170,11 @@ class DashboardScreen(Screen[None]):
             self.call_after_refresh(grid.scroll_to_widget, panes[0], animate=False)
         return panes
 
-    def _new_pane(self, question: str) -> StreamPane | None:
+    def _new_pane(self, question: str | Mapping[str, str]) -> StreamPane | None:
         try:
             run = self.session.new_run(question)
         except EmptyQuestion as refusal:
-            self.query_one(QuestionInput).refuse(one_line(str(refusal)))
+            self._refuse(refusal)
             return None
         except ModelError as error:
             self.notify(one_line(str(error)), title="Model", severity="error", markup=False)
@@ -151,12 +190,37 @@ class DashboardScreen(Screen[None]):
         return StreamPane(
             run,
             run.job.stream_id,  # the pane's number is the stream's, in the saved session too
-            program=settings.program,
             max_attempts=settings.max_retries + 1,
             buffer_size=settings.buffer_size,
             clock=self.clock,
             merged=self.merged,
         )
+
+    def _refuse(self, refusal: EmptyQuestion) -> None:
+        hint = one_line(str(refusal))
+        forms = self.query(EntryForm)
+        if forms:
+            forms.first().refuse(refusal.missing if isinstance(refusal, MissingInputs) else [], hint)
+        else:
+            self.query_one(QuestionInput).refuse(hint)
+
+    # -- typing ---------------------------------------------------------------------------------
+
+    def typing_target(self) -> QuestionInput:
+        """Where typing goes: the box typed in last, else the first."""
+        if self._typing_into is not None and self._typing_into.is_mounted:
+            return self._typing_into
+        return self.query(QuestionInput).first()
+
+    def route_typing(self) -> None:
+        """Typing while a pane (or any other widget here) has focus goes to the question box.
+
+        Called by the app for each printable key and paste before it is delivered, so the focus
+        moves first and the key lands in the box, in order with the keys after it.
+        """
+        if isinstance(self.focused, Input):
+            return
+        self.set_focus(self.typing_target(), scroll_visible=False)
 
     # -- the clock ------------------------------------------------------------------------------
 
@@ -212,6 +276,8 @@ class DashboardScreen(Screen[None]):
     # -- the current pane -----------------------------------------------------------------------
 
     def on_descendant_focus(self, event: DescendantFocus) -> None:
+        if isinstance(event.widget, QuestionInput):
+            self._typing_into = event.widget
         for node in event.widget.ancestors_with_self:
             if isinstance(node, StreamPane):
                 self._make_current(node)
@@ -277,7 +343,7 @@ class DashboardScreen(Screen[None]):
             self._make_current(panes[min(index, len(panes) - 1)])
         else:
             self.query_one("#empty-hint").display = True
-            self.query_one(QuestionInput).focus()
+            self.typing_target().focus()
 
     def open_stream(self, number: int) -> None:
         """Show stream `number`'s pane: current, focused and scrolled into view."""

@@ -7,6 +7,9 @@ status line, so the screen's work does not grow with the token rate.
 
 While streaming, the answer is plain wrapped text (`StreamText`). Markdown is rendered where
 someone reads: the current or maximised pane, and every answer once it has ended.
+
+The answer is the program's final output field. Everything else it says (reasoning, other
+fields, earlier stages, tool calls) streams into a trail above the answer, in arrival order.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from collections.abc import Callable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.reactive import reactive
-from textual.widgets import Collapsible, Static
+from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, TerminalEvent, Token
+from tui.streaming.program_info import ProgramInfo
 from tui.streaming.runner import StreamRun
+from tui.widgets.field_section import FieldSection, TimelineBlock, format_value
 from tui.widgets.figures import count, seconds
 from tui.widgets.markdown_view import MarkdownView
 from tui.widgets.merged_log import MergedLog
@@ -38,6 +43,8 @@ ENGINE_WORKING = "streaming"  # the local engine's note: it has started on this 
 # A status line's figures are redrawn every third tick, the panes taking turns (by number), so a
 # frame redraws a third of them; a change of state is shown at the next tick whatever the turn.
 STATUS_EVERY = 3
+TIMELINE_KINDS = ("tool", "stage")  # Status events that belong to the program's timeline
+TIMELINE = ""  # the pending key of timeline lines: no output field has an empty name
 
 
 class StreamPane(Vertical, can_focus=True):
@@ -67,7 +74,6 @@ class StreamPane(Vertical, can_focus=True):
         run: StreamRun,
         number: int,
         *,
-        program: str = "predict",
         max_attempts: int = 1,
         buffer_size: int = 0,
         clock: Callable[[], float],
@@ -76,7 +82,8 @@ class StreamPane(Vertical, can_focus=True):
         super().__init__(id=f"stream-{number}")
         self.question = run.job.question
         self.number = number
-        self.program = program
+        self.info: ProgramInfo = run.info
+        self.final_key = self.info.final_output.key
         self.max_attempts = max_attempts
         self.buffer_size = buffer_size
         self.clock = clock
@@ -87,7 +94,11 @@ class StreamPane(Vertical, can_focus=True):
         self._retry: Retrying | None = None
         self._retry_at = 0.0
         self._got_token = False
-        self._pending: dict[str, list[str]] = {}
+        # What arrived since the last tick, in order: (output field key, text), TIMELINE for a
+        # timeline line. The final field's text is also kept in `_answer_pending`.
+        self._pending: list[tuple[str, str]] = []
+        self._answer_pending: list[str] = []
+        self._trail_last: FieldSection | TimelineBlock | None = None
         self._answer = ""
         self._reset = False
         self._finalised = False
@@ -97,9 +108,8 @@ class StreamPane(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static(Content(sanitize(self.question)), classes="question")
-        if self.program == "cot":
-            with Collapsible(title="Reasoning", collapsed=False, classes="reasoning"):
-                yield StreamText(classes="reasoning-text")
+        yield VerticalScroll(classes="trail")
+        yield Static(self.final_key, classes="answer-label", markup=False)
         yield StreamText(classes="answer-text")
         yield MarkdownView(classes="answer-markdown")
         yield Static("", classes="error-line", markup=False)
@@ -110,8 +120,11 @@ class StreamPane(Vertical, can_focus=True):
         # Looked up once: tick() runs many times a second in every pane.
         self._answer_view = self.query_one(".answer-text", StreamText)
         self._markdown = self.query_one(".answer-markdown", MarkdownView)
-        reasoning = self.query(".reasoning-text")
-        self._reasoning = reasoning.only_one(StreamText) if reasoning else None
+        self._trail = self.query_one(".trail", VerticalScroll)
+        self._trail.display = False
+        # The answer is named when the program says more than its answer.
+        others = [f for f in self.info.outputs if f.key != self.final_key]
+        self.query_one(".answer-label").display = bool(others)
         self._error_line = self.query_one(".error-line", Static)
         self._status = self.query_one(StreamStatus)
         self._markdown.display = False
@@ -134,7 +147,7 @@ class StreamPane(Vertical, can_focus=True):
     @property
     def answer(self) -> str:
         """The answer text of the attempt on screen (partial while streaming or after a failure)."""
-        return self._answer + "".join(self._pending.get("answer", ()))
+        return self._answer + "".join(self._answer_pending)
 
     def attach(self, run: StreamRun) -> Worker[None]:
         """Stream `run` in this pane; a run already here is cancelled (its worker is exclusive)."""
@@ -144,6 +157,7 @@ class StreamPane(Vertical, can_focus=True):
         self._retry = None
         self._got_token = False
         self._pending.clear()
+        self._answer_pending.clear()
         self._reset = True
         self._finalised = False
         if self.merged is not None:
@@ -170,16 +184,21 @@ class StreamPane(Vertical, can_focus=True):
 
     def _on_event(self, event: StreamEvent) -> None:
         if isinstance(event, Token):
-            self._pending.setdefault(event.field, []).append(event.text)
+            self._pending.append((event.field, event.text))
+            if event.field == self.final_key:
+                self._answer_pending.append(event.text)
             self._got_token = True
             if self.merged is not None:
                 self.merged.add_text(self.number, event.field, event.text)
         elif isinstance(event, Status):
             self.note = event.message
+            if event.kind in TIMELINE_KINDS:
+                self._pending.append((TIMELINE, event.message))
         elif isinstance(event, Retrying):
             self._retry, self._retry_at = event, self.clock()
             self._got_token = False
             self._pending.clear()
+            self._answer_pending.clear()
             self._reset = True  # the next attempt streams from the start
             self._note(f"↻ {retry_text(event, event.delay)}")
         else:
@@ -235,8 +254,7 @@ class StreamPane(Vertical, can_focus=True):
             self._answer = ""
             answer_view.clear()
             markdown.reset()
-            if self._reasoning is not None:
-                self._reasoning.clear()
+            self._clear_trail()
             self._error_line.display = False
         if self._pending and (visible or self.terminal is not None):
             # Off screen the text waits: a refresh of a hidden widget makes Textual arrange
@@ -253,18 +271,82 @@ class StreamPane(Vertical, can_focus=True):
                 self._status.show(self._facts(now, state), now)
 
     def _flush(self, answer_view: StreamText) -> None:
-        for field, parts in self._pending.items():
-            text = "".join(parts)
-            if field == "reasoning" and self._reasoning is not None:
-                self._reasoning.write(text)
+        pending, self._pending = self._pending, []
+        answer = "".join(self._answer_pending)
+        self._answer_pending.clear()
+        if answer:
+            answer_view.write(answer)
+            self._answer += answer
+        follow = self._trail.scroll_y >= self._trail.max_scroll_y
+        grew = False
+        for key, text in pending:
+            if key == self.final_key:
+                continue
+            grew = True
+            if key == TIMELINE:
+                self._timeline().add_line(text)
             else:
-                answer_view.write(text)
-                self._answer += text
-        self._pending.clear()
+                self._section(key).write(text)
+        if grew and follow:
+            self._trail.call_after_refresh(self._trail.scroll_end, animate=False, immediate=True)
+
+    def _timeline(self) -> TimelineBlock:
+        if not isinstance(self._trail_last, TimelineBlock):
+            self._trail_add(TimelineBlock())
+        assert isinstance(self._trail_last, TimelineBlock)
+        return self._trail_last
+
+    def _section(self, key: str) -> FieldSection:
+        """The section `key`'s text goes on in: the last one, or a new one after whatever came between."""
+        last = self._trail_last
+        if isinstance(last, FieldSection) and last.key == key:
+            return last
+        output = self.info.output(key)
+        section = FieldSection(key, reasoning=output is not None and output.reasoning)
+        self._trail_add(section)
+        return section
+
+    def _trail_add(self, block: FieldSection | TimelineBlock) -> None:
+        self._trail_last = block
+        self._trail.display = True
+        self._trail.mount(block)
+
+    def _clear_trail(self) -> None:
+        self._trail_last = None
+        self._trail.remove_children()
+        self._trail.display = False
+
+    def _unstreamed_answer(self) -> str:
+        """The final field's value when it does not stream (a program whose last output is a number)."""
+        output = self.info.output(self.final_key)
+        prediction = self.terminal.prediction if isinstance(self.terminal, Done) else None
+        if output is None or output.streams or prediction is None:
+            return ""
+        try:
+            return format_value(prediction[output.name])
+        except (KeyError, TypeError):
+            return ""
+
+    def _show_unstreamed_fields(self) -> None:
+        """Fields that do not stream (numbers, lists, Literal, Pydantic), formatted, from the Prediction."""
+        prediction = self.terminal.prediction if isinstance(self.terminal, Done) else None
+        if prediction is None:
+            return
+        for output in self.info.outputs:
+            if output.streams or output.key == self.final_key:
+                continue
+            try:
+                value = prediction[output.name]
+            except (KeyError, TypeError):
+                continue
+            section = FieldSection(output.key)
+            self._trail_add(section)
+            section.write(format_value(value))
 
     def _finalise(self, answer_view: StreamText) -> None:
         self._finalised = True
-        delivered = self.run.record.field_text("answer")
+        self._show_unstreamed_fields()
+        delivered = self.run.record.field_text(self.final_key) or self._unstreamed_answer()
         if delivered and delivered != self._answer:
             # What DSPy delivered is the answer; the stream may have held back a piece of it.
             self._answer = delivered

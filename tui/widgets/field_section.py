@@ -1,0 +1,85 @@
+"""The pieces of a pane's trail: a labelled section per output field, and the program's timeline.
+
+A program with several output fields, stages or tools streams into a trail above its final
+answer, in the order things arrive: a section for each run of one field's tokens (reasoning
+dimmed, in a collapsible), a timeline block for consecutive tool calls and stage marks, and,
+when the Prediction arrives, the fields that do not stream, formatted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Collapsible, Static
+
+from tui.widgets.stream_text import StreamText
+
+
+class GrowingText(StreamText):
+    """A `StreamText` sized to its text (up to its max-height): the layout is redone only when
+    the number of rows changes while it still grows, never per token."""
+
+    def _rewrap(self, first_line: int) -> None:
+        rows = len(self._rows)
+        super()._rewrap(first_line)
+        if len(self._rows) != rows and self.styles.height is not None and self.styles.height.is_auto:
+            limit = self.styles.max_height
+            if limit is None or not limit.is_cells or rows < limit.value:
+                self.refresh(layout=True)
+
+
+class FieldSection(Vertical):
+    """One output field's text under its name; reasoning is dimmed and can be folded."""
+
+    def __init__(self, key: str, *, reasoning: bool = False) -> None:
+        super().__init__(classes="field-section -reasoning" if reasoning else "field-section")
+        self.key = key
+        self.reasoning = reasoning
+        self.text_view = GrowingText(classes="field-text")
+
+    def compose(self) -> ComposeResult:
+        if self.reasoning:
+            with Collapsible(title=self.key, collapsed=False, classes="reasoning"):
+                yield self.text_view
+        else:
+            yield Static(self.key, classes="field-label", markup=False)
+            yield self.text_view
+
+    def write(self, text: str) -> None:
+        if not self.text_view.text:
+            text = text.lstrip()  # a field streaming again starts with a paragraph break
+        if text:
+            self.text_view.write(text)
+
+    @property
+    def text(self) -> str:
+        return self.text_view.text
+
+
+class TimelineBlock(GrowingText):
+    """Consecutive timeline lines (`→ tool(args)`, `← result`, `▸ stage`), one line each."""
+
+    def __init__(self) -> None:
+        super().__init__(classes="timeline")
+        self.lines = 0
+
+    def add_line(self, message: str) -> None:
+        self.write(("\n" if self.lines else "") + " ".join(message.split()))
+        self.lines += 1
+
+
+def format_value(value: Any) -> str:
+    """A field that does not stream, as text: numbers and strings as they are, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float) or value is None:
+        return str(value)
+    if hasattr(value, "model_dump"):  # a Pydantic model
+        value = value.model_dump(mode="json")
+    try:
+        return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+    except (TypeError, ValueError):
+        return str(value)
