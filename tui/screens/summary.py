@@ -11,10 +11,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
 
 from tui.streaming.metrics import Distribution, RunSummary
-from tui.widgets.figures import DASH, millis, rate, seconds
+from tui.widgets.figures import DASH, millis, rate, seconds, usd
 
 FIGURES = (
     ("TTFT", "time to first token", "ttft"),
+    ("TTFO", "time to first token of the final output field", "ttfo"),
     ("TPOT", "time per output token", "tpot"),
     ("ITL", "inter-token latency", "itl"),
     ("E2EL", "end-to-end latency", "e2el"),
@@ -43,7 +44,15 @@ def totals_table(summary: RunSummary) -> Table:
         ("done · failed · cancelled", f"{summary.completed} · {summary.failed} · {summary.cancelled}"),
         ("error rate", f"{summary.error_rate:.0%}"),
         ("retries", f"{summary.retries}"),
-        ("output tokens", f"{summary.total_tokens:,}"),
+        ("output tokens (streamed chunks)", f"{summary.total_tokens:,}"),
+    )
+    if summary.total_input_tokens is not None or summary.total_provider_output_tokens is not None:
+        tokens = (summary.total_input_tokens, summary.total_provider_output_tokens)
+        shown = " · ".join(DASH if n is None else f"{n:,}" for n in tokens)
+        rows += (("provider tokens in · out", shown),)
+    if summary.total_cost_usd is not None:  # nothing, not $0, where no price is known
+        rows += (("cost", usd(summary.total_cost_usd)),)
+    rows += (
         ("duration", seconds(summary.duration)),
         ("request throughput", rate(summary.request_throughput, "req/s")),
         ("output throughput", rate(summary.output_throughput)),

@@ -48,3 +48,8 @@ def clock_time(value: float | None) -> str:
 def count(number: int, noun: str) -> str:
     """ "1 token", "2 tokens", "1,024 tokens"."""
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def usd(value: float) -> str:
+    """A cost in US dollars: four decimals, two significant digits below a hundredth of a cent."""
+    return f"${value:.4f}" if value >= 0.0001 or value == 0 else f"${value:.2g}"

@@ -9,7 +9,7 @@ from textual.widgets import Static
 
 from tui.streaming.events import Retrying
 from tui.streaming.metrics import StreamMetrics
-from tui.widgets.figures import rate, seconds, spinner
+from tui.widgets.figures import DASH, rate, seconds, spinner, usd
 from tui.widgets.sanitize import one_line
 
 LIVE_STATES = ("queued", "starting", "loading model", "streaming", "retrying")
@@ -107,6 +107,8 @@ def status_content(facts: StatusFacts, now: float) -> Content:
                 Content(rate(speed)),
                 Content(f"TTFT {seconds(metrics.ttft)}"),
             ]
+            if (ttfo := ttfo_figure(metrics)) is not None:
+                parts.append(Content(ttfo))
             parts += [Content(part) for part in program_figures(metrics)]
         if metrics.started_at is not None:
             parts.append(Content(seconds(metrics.e2e)))
@@ -120,17 +122,30 @@ def status_content(facts: StatusFacts, now: float) -> Content:
 
 
 def program_figures(metrics: StreamMetrics) -> tuple[str, ...]:
-    """TTFO where the final field is not the first to stream; provider tokens and cost once known."""
+    """Provider tokens and cost, once the provider has said them: "in 412 · out 96", "$0.0012".
+
+    No price known (the local model, an unknown one) shows no cost, never "$0".
+    """
     parts: list[str] = []
-    ttfo = getattr(metrics, "ttfo", None)
-    if ttfo is not None and metrics.ttft is not None and ttfo - metrics.ttft > 0.0005:
-        parts.append(f"TTFO {seconds(ttfo)}")
-    if getattr(metrics, "input_tokens", None) is not None:
-        parts.append(f"in {metrics.input_tokens} · out {metrics.provider_output_tokens}")
-    cost = getattr(metrics, "cost_usd", None)
-    if cost is not None:
-        parts.append(f"${cost:.4f}" if cost >= 0.0001 else f"${cost:.2g}")
+    if metrics.input_tokens is not None or metrics.provider_output_tokens is not None:
+        counts = (metrics.input_tokens, metrics.provider_output_tokens)
+        shown_in, shown_out = (DASH if n is None else f"{n:,}" for n in counts)
+        parts.append(f"in {shown_in} · out {shown_out}")
+    if metrics.cost_usd is not None:
+        parts.append(usd(metrics.cost_usd))
     return tuple(parts)
+
+
+def ttfo_figure(metrics: StreamMetrics) -> str | None:
+    """ "TTFO 1.20s" where another field streamed before the final one (else it equals TTFT).
+
+    Counted like TTFT, the queue time left out: TTFT plus the time from the first token to the
+    final field's first token.
+    """
+    first, first_output, ttft = metrics.first_token_at, metrics.first_output_at, metrics.ttft
+    if first is None or first_output is None or ttft is None or first_output - first <= 0.0005:
+        return None
+    return f"TTFO {seconds(ttft + first_output - first)}"
 
 
 class StreamStatus(Static):
@@ -172,6 +187,7 @@ def _key(facts: StatusFacts, now: float) -> tuple[object, ...]:
             metrics.tokens,
             rate(speed),
             seconds(metrics.ttft),
+            ttfo_figure(metrics),
             program_figures(metrics),
             seconds(metrics.e2e) if metrics.started_at is not None else None,
             metrics.attempts,
