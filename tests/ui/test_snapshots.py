@@ -7,6 +7,7 @@ server after a set number of tokens, and each snapshot waits until what arrived 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from textual.pilot import Pilot
 
@@ -142,3 +143,46 @@ def test_the_table_view_at_120x30(snap_compare, make_app, openai_server: OpenAIS
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 30), run_before=run_before)
+
+
+TOOLS = Path(__file__).parents[1] / "programs" / "sample_tools.py"
+
+
+def test_a_pane_with_several_output_fields(snap_compare, make_app, openai_server: OpenAIServer):
+    fields = {
+        "reasoning": "The user asks what Rust is. A short title, the answer, and how sure I am.",
+        "title": "Rust in one line",
+        "answer": ANSWER,
+        "confidence": "0.82",
+    }
+    openai_server.reset(Behaviour(fields=fields))
+    app = make_app(
+        ["What is Rust?"], frozen=True, program="cot", signature="question -> title, answer, confidence: float"
+    )
+
+    async def run_before(pilot: Pilot) -> None:
+        await wait_until(pilot, all_ended(app))
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_the_entry_form_for_two_inputs(snap_compare, make_app):
+    app = make_app(frozen=True, signature="context, question -> answer")
+
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.press(*"Rust is a systems language from Mozilla.", "tab", *"Who made Rust?")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_a_react_run_with_its_tool_calls(snap_compare, make_app, openai_server: OpenAIServer):
+    openai_server.reset(Behaviour(tokens=8))
+    app = make_app(["What is Rust, and what is 6 times 7?"], frozen=True, program="react", tools=str(TOOLS))
+
+    async def run_before(pilot: Pilot) -> None:
+        await wait_until(pilot, all_ended(app), timeout=30)
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -6,7 +6,9 @@ from tui.streaming.program_info import OutputField, ProgramInfo
 
 
 def _output(field: OutputField) -> str:
-    return field.key if field.type_name == "str" else f"{field.key}: {field.type_name}"
+    # `Literal['lookup', 'multiply', 'finish']` reads as `Literal`: the line names, it does not list.
+    kind = field.type_name.split("[", 1)[0]
+    return field.key if kind == "str" else f"{field.key}: {kind}"
 
 
 def signature_line(info: ProgramInfo) -> str:

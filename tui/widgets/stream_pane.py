@@ -43,7 +43,6 @@ ENGINE_WORKING = "streaming"  # the local engine's note: it has started on this 
 # A status line's figures are redrawn every third tick, the panes taking turns (by number), so a
 # frame redraws a third of them; a change of state is shown at the next tick whatever the turn.
 STATUS_EVERY = 3
-TIMELINE_KINDS = ("tool", "stage")  # Status events that belong to the program's timeline
 TIMELINE = ""  # the pending key of timeline lines: no output field has an empty name
 
 
@@ -84,6 +83,8 @@ class StreamPane(Vertical, can_focus=True):
         self.number = number
         self.info: ProgramInfo = run.info
         self.final_key = self.info.final_output.key
+        # Stage marks say something only where there are several stages.
+        self.shows_stages = len({field.predictor for field in self.info.outputs}) > 1
         self.max_attempts = max_attempts
         self.buffer_size = buffer_size
         self.clock = clock
@@ -192,7 +193,7 @@ class StreamPane(Vertical, can_focus=True):
                 self.merged.add_text(self.number, event.field, event.text)
         elif isinstance(event, Status):
             self.note = event.message
-            if event.kind in TIMELINE_KINDS:
+            if self._on_timeline(event):
                 self._pending.append((TIMELINE, event.message))
         elif isinstance(event, Retrying):
             self._retry, self._retry_at = event, self.clock()
@@ -203,6 +204,12 @@ class StreamPane(Vertical, can_focus=True):
             self._note(f"↻ {retry_text(event, event.delay)}")
         else:
             self._end(event)
+
+    def _on_timeline(self, status: Status) -> bool:
+        """Tool calls and results, and where a stage starts (its end adds nothing to read)."""
+        if status.kind == "tool":
+            return True
+        return status.kind == "stage" and self.shows_stages and not status.message.startswith("✓")
 
     def _end(self, event: TerminalEvent) -> None:
         self.terminal = event
