@@ -156,9 +156,8 @@ def test_a_pane_with_several_output_fields(snap_compare, make_app, openai_server
         "confidence": "0.82",
     }
     openai_server.reset(Behaviour(fields=fields))
-    app = make_app(
-        ["What is Rust?"], frozen=True, program="cot", signature="question -> title, answer, confidence: float"
-    )
+    signature = "question -> title, answer, confidence: float"
+    app = make_app(["What is Rust?"], frozen=True, program="cot", signature=signature)
 
     async def run_before(pilot: Pilot) -> None:
         await wait_until(pilot, all_ended(app))
