@@ -37,6 +37,32 @@ ANSWER = (
 )
 
 
+REACT_QUESTION = "What is the capital of Peru, and how many letters does it have, times two?"
+# What the model says at each step of the ReAct run (the loopback server answers each request
+# with the next of these): a thought and a tool call, twice, then finish; then the answer.
+REACT_STEPS = (
+    {
+        "next_thought": "I need the capital of Peru first; the capital_of tool knows it.",
+        "next_tool_name": "capital_of",
+        "next_tool_args": '{"country": "Peru"}',
+    },
+    {
+        "next_thought": "The capital is Lima, which has 4 letters. Now I multiply 4 by 2.",
+        "next_tool_name": "calculate",
+        "next_tool_args": '{"expression": "4 * 2"}',
+    },
+    {
+        "next_thought": "Lima has 4 letters and 4 times 2 is 8: I can answer.",
+        "next_tool_name": "finish",
+        "next_tool_args": "{}",
+    },
+    {
+        "reasoning": "capital_of gave Lima; calculate gave 8 for 4 * 2.",
+        "answer": "The capital of Peru is **Lima**. Its name has 4 letters, and 4 × 2 = **8**.",
+    },
+)
+
+
 def frozen_clock() -> float:
     return 1000.0
 
@@ -56,9 +82,10 @@ async def picture(
     ready: Callable[[StreamDashboard, Pilot], Awaitable[None]],
     **settings: object,
 ) -> None:
+    clock = settings.pop("clock", frozen_clock)
     config = Settings(model="openai/test-model", api_base=server.base_url, retry_delay=0.0)
     config = config.replace(**settings)
-    app = StreamDashboard(config, questions, clock=frozen_clock, steady=True)
+    app = StreamDashboard(config, questions, clock=clock, steady=True)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
         await pilot.pause(0.4)
@@ -111,6 +138,24 @@ async def main() -> None:
             await until(pilot, ended(app))
 
         await picture("aggregate", server, QUESTIONS[:3], aggregate, mode="aggregate", concurrency=1)
+
+        # A ReAct agent with examples/tools.py: thoughts, tool calls and results, then the answer.
+        # Paced tokens and the real clock, so the figures are those of a real run; the model is
+        # named as a priced one so LiteLLM computes a cost from the provider's token counts.
+        server.reset(Behaviour(tokens_per_s=30, first_token_delay=0.3))
+        server.script(
+            *(Behaviour(fields=step, tokens_per_s=30, first_token_delay=0.3) for step in REACT_STEPS)
+        )
+
+        async def react(app: StreamDashboard, pilot: Pilot) -> None:
+            await until(pilot, ended(app), timeout=60)
+            app.dashboard.query_one("#question").value = "What is today's date?"
+
+        await picture(
+            "react", server, [REACT_QUESTION], react,
+            program="react", tools=str(ROOT / "examples" / "tools.py"),
+            model="openai/gpt-4o-mini", clock=time.monotonic,
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

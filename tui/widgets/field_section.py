@@ -12,10 +12,14 @@ import json
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Collapsible, Static
 
 from tui.widgets.stream_text import StreamText
+
+
+class Trail(VerticalScroll, can_focus=False):
+    """The pane's trail: scrolled with the wheel; Tab goes from pane to pane, not into it."""
 
 
 class GrowingText(StreamText):

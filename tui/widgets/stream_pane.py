@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Vertical
 from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import Static
@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, TerminalEvent, Token
 from tui.streaming.program_info import ProgramInfo
 from tui.streaming.runner import StreamRun
-from tui.widgets.field_section import FieldSection, TimelineBlock, format_value
+from tui.widgets.field_section import FieldSection, TimelineBlock, Trail, format_value
 from tui.widgets.figures import count, seconds
 from tui.widgets.markdown_view import MarkdownView
 from tui.widgets.merged_log import MergedLog
@@ -109,7 +109,7 @@ class StreamPane(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static(Content(sanitize(self.question)), classes="question")
-        yield VerticalScroll(classes="trail")
+        yield Trail(classes="trail")
         yield Static(self.final_key, classes="answer-label", markup=False)
         yield StreamText(classes="answer-text")
         yield MarkdownView(classes="answer-markdown")
@@ -121,7 +121,7 @@ class StreamPane(Vertical, can_focus=True):
         # Looked up once: tick() runs many times a second in every pane.
         self._answer_view = self.query_one(".answer-text", StreamText)
         self._markdown = self.query_one(".answer-markdown", MarkdownView)
-        self._trail = self.query_one(".trail", VerticalScroll)
+        self._trail = self.query_one(".trail", Trail)
         self._trail.display = False
         # The answer is named when the program says more than its answer.
         others = [f for f in self.info.outputs if f.key != self.final_key]
