@@ -58,7 +58,7 @@ REACT_STEPS = (
     },
     {
         "reasoning": "capital_of gave Lima; calculate gave 8 for 4 * 2.",
-        "answer": "The capital of Peru is **Lima**. Its name has 4 letters, and 4 × 2 = **8**.",
+        "answer": "The capital of Peru is **Lima**. Its name has 4 letters, and 4 times 2 is **8**.",
     },
 )
 
