@@ -116,7 +116,7 @@ async def main() -> None:
         async def concurrent(app: StreamDashboard, pilot: Pilot) -> None:
             await until(pilot, lambda: sum(r.outcome == "stalled" for r in server.completions) == 4)
             panes = app.dashboard.panes
-            await until(pilot, lambda: all(p.run.queue.empty() and not p._pending for p in panes))
+            await until(pilot, lambda: all(p.run.queue.empty() and not p.has_pending for p in panes))
 
         await picture("concurrent", server, QUESTIONS, concurrent, mode="concurrent", concurrency=4)
 

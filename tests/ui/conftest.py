@@ -66,7 +66,7 @@ def drawn(pane: StreamPane) -> bool:
         return False
     if pane not in pane.screen._compositor.visible_widgets:  # drawn when scrolled into view
         return pane.terminal is None or pane._finalised
-    if pane._pending:
+    if pane.has_pending:
         return False
     if pane._status_state != pane.state_at(pane.clock()):
         return False

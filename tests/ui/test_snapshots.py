@@ -23,7 +23,7 @@ ANSWER = (
 
 def drained(app: StreamDashboard) -> Callable[[], bool]:
     """Every event that arrived has been read and drawn."""
-    return lambda: all(pane.run.queue.empty() and not pane._pending for pane in panes(app))
+    return lambda: all(pane.run.queue.empty() and not pane.has_pending for pane in panes(app))
 
 
 def held(server: OpenAIServer, streams: int) -> Callable[[], bool]:

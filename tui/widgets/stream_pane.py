@@ -95,10 +95,10 @@ class StreamPane(Vertical, can_focus=True):
         self._retry: Retrying | None = None
         self._retry_at = 0.0
         self._got_token = False
-        # What arrived since the last tick, in order: (output field key, text), TIMELINE for a
-        # timeline line. The final field's text is also kept in `_answer_pending`.
-        self._pending: list[tuple[str, str]] = []
+        # What arrived since the last tick: the answer's text, and in order what goes on the
+        # trail, (output field key, text) or (TIMELINE, a timeline line).
         self._answer_pending: list[str] = []
+        self._pending: list[tuple[str, str]] = []
         self._trail_last: FieldSection | TimelineBlock | None = None
         self._answer = ""
         self._reset = False
@@ -150,6 +150,11 @@ class StreamPane(Vertical, can_focus=True):
         """The answer text of the attempt on screen (partial while streaming or after a failure)."""
         return self._answer + "".join(self._answer_pending)
 
+    @property
+    def has_pending(self) -> bool:
+        """Text has arrived that the next tick draws."""
+        return bool(self._answer_pending or self._pending)
+
     def attach(self, run: StreamRun) -> Worker[None]:
         """Stream `run` in this pane; a run already here is cancelled (its worker is exclusive)."""
         self.run = run
@@ -185,9 +190,10 @@ class StreamPane(Vertical, can_focus=True):
 
     def _on_event(self, event: StreamEvent) -> None:
         if isinstance(event, Token):
-            self._pending.append((event.field, event.text))
             if event.field == self.final_key:
                 self._answer_pending.append(event.text)
+            else:
+                self._pending.append((event.field, event.text))
             self._got_token = True
             if self.merged is not None:
                 self.merged.add_text(self.number, event.field, event.text)
@@ -263,7 +269,7 @@ class StreamPane(Vertical, can_focus=True):
             markdown.reset()
             self._clear_trail()
             self._error_line.display = False
-        if self._pending and (visible or self.terminal is not None):
+        if self.has_pending and (visible or self.terminal is not None):
             # Off screen the text waits: a refresh of a hidden widget makes Textual arrange
             # every widget on the screen again.
             self._flush(answer_view)
@@ -284,17 +290,15 @@ class StreamPane(Vertical, can_focus=True):
         if answer:
             answer_view.write(answer)
             self._answer += answer
+        if not pending:
+            return
         follow = self._trail.scroll_y >= self._trail.max_scroll_y
-        grew = False
         for key, text in pending:
-            if key == self.final_key:
-                continue
-            grew = True
             if key == TIMELINE:
                 self._timeline().add_line(text)
             else:
                 self._section(key).write(text)
-        if grew and follow:
+        if follow:
             self._trail.call_after_refresh(self._trail.scroll_end, animate=False, immediate=True)
 
     def _timeline(self) -> TimelineBlock:
