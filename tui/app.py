@@ -142,15 +142,16 @@ class StreamDashboard(App[int]):
             self.notify(DEMO_TIPS, title="Demo", timeout=8)
 
     async def on_event(self, event: events.Event) -> None:
-        # Typing that reaches the dashboard while no box has focus goes to the question box: the
-        # focus moves here, before the key is delivered, so no key of a fast burst goes astray.
+        # Keys arrive here first, in the order typed. Where the focus must move (Tab, or typing
+        # while a pane has focus), it moves now, before this key is delivered: a binding would
+        # move it only once the key had gone up and back, after the next keys went astray.
         if (
             isinstance(event, events.Key | events.Paste)
             and not event.is_forwarded
             and self.screen is self.dashboard
-            and (isinstance(event, events.Paste) or event.is_printable)
+            and self.dashboard.take_input(event)
         ):
-            self.dashboard.route_typing()
+            return
         await super().on_event(event)
 
     # -- the clock ------------------------------------------------------------------------------

@@ -71,8 +71,7 @@ async def test_the_entry_form_has_a_box_per_input_and_asks_with_all(make_app, op
         assert isinstance(pane.terminal, Done)
         # The values stay: the next question changes only what differs.
         assert (context.value, question.value) == ("Rust is a systems language.", "What is Rust?")
-        question.value = ""
-        await pilot.press(*"Why?", "enter")
+        await pilot.press(*"Why?", "enter")  # the asked value is selected: typing replaces it
         await wait_until(pilot, lambda: len(panes(app)) == 2)
         assert dict(panes(app)[1].run.job.inputs) == {"context": context_text, "question": "Why?"}
         await wait_until(pilot, all_ended(app))
@@ -222,3 +221,35 @@ async def test_typing_reaches_the_form_while_a_pane_has_focus(make_app, openai_s
         await pilot.press(*"more")
         assert app.focused is question and question.value == "more"
         assert isinstance(question, QuestionInput)
+
+
+async def test_the_stages_of_a_program_appear_one_after_the_other(make_app, openai_server: OpenAIServer):
+    openai_server.reset(Behaviour(tokens=5))
+    app = make_app(
+        [{"context": "Rust is a systems language.", "question": "What is Rust?"}],
+        program=f"{SAMPLES}:DraftThenPolish",
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, all_ended(app), timeout=30)
+        await settle(pilot)
+        (pane,) = panes(app)
+        assert isinstance(pane.terminal, Done), pane.terminal
+        blocks = trail(pane)
+        keys = [key for key, _ in blocks]
+        assert keys == ["timeline", "reasoning", "draft.answer", "timeline", "confidence"], blocks
+        assert blocks[0][1] == "▸ draft" and blocks[3][1] == "▸ polish"
+        assert pane.final_key == "polish.answer" and pane.answer == pane.terminal.prediction.answer
+        assert blocks[-1][1] == format_value(pane.terminal.prediction.confidence)
+
+
+async def test_questions_typed_fast_in_the_form_are_asked_one_by_one(make_app, openai_server: OpenAIServer):
+    from tests.ui.test_typing import burst, keys_of
+
+    openai_server.reset(Behaviour(tokens=4))
+    app = make_app(signature=TWO_INPUTS)
+    async with app.run_test(size=SIZE) as pilot:
+        burst(pilot, keys_of("notes", "tab", "one", "enter", "two", "enter", "three", "enter"))
+        await wait_until(pilot, lambda: len(panes(app)) >= 3)
+        await wait_until(pilot, all_ended(app))
+        asked = [dict(pane.run.job.inputs) for pane in panes(app)]
+        assert asked == [{"context": "notes", "question": q} for q in ("one", "two", "three")]

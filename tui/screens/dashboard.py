@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -212,15 +212,22 @@ class DashboardScreen(Screen[None]):
             return self._typing_into
         return self.query(QuestionInput).first()
 
-    def route_typing(self) -> None:
-        """Typing while a pane (or any other widget here) has focus goes to the question box.
+    def take_input(self, event: events.Key | events.Paste) -> bool:
+        """Called by the app with each key and paste before it is delivered; True: handled here.
 
-        Called by the app for each printable key and paste before it is delivered, so the focus
-        moves first and the key lands in the box, in order with the keys after it.
+        Tab and Shift+Tab move the focus at once, so the keys after them land in the next box;
+        a printable key or a paste while no box has focus moves the focus to the question box
+        first, and is then delivered there.
         """
-        if isinstance(self.focused, Input):
-            return
-        self.set_focus(self.typing_target(), scroll_visible=False)
+        if isinstance(event, events.Key) and event.key in ("tab", "shift+tab"):
+            if event.key == "tab":
+                self.focus_next()
+            else:
+                self.focus_previous()
+            return True
+        if (isinstance(event, events.Paste) or event.is_printable) and not isinstance(self.focused, Input):
+            self.set_focus(self.typing_target(), scroll_visible=False)
+        return False
 
     # -- the clock ------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """EntryForm: one labelled box per input field, for a program with several inputs.
 
 Tab moves between the boxes, Enter in any of them asks with every box's value, taken at that
-moment; the values stay, so the next question changes only what differs.
+moment; the values stay, so the next question changes only what differs (the box Enter was
+pressed in has its value selected: typing replaces it).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class FieldInput(QuestionInput):
         form = next((node for node in self.ancestors if isinstance(node, EntryForm)), None)
         if form is not None:
             form.submit()
+            # The value stays, selected: the next question typed here replaces it, Enter asks it again.
+            self.select_all()
 
     def _on_paste(self, event: events.Paste) -> None:
         event.stop()
