@@ -158,7 +158,7 @@ class DashboardScreen(Screen[None]):
             if pane is None:
                 if typed is not None:
                     texts = [q for q in questions[index:] if isinstance(q, str)]
-                    typed.restore("\n".join(texts) if len(texts) > 1 else "".join(texts))
+                    typed.restore(" ".join(texts))  # one line: the box holds one
                 break
             panes.append(pane)
         if panes:
