@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.conditions import until
 from tests.support.openai_server import Behaviour, OpenAIServer
 from tests.test_report import make_session
 from tui.history import SCHEMA_VERSION, HistoryError, RunHistory, default_history_path
@@ -86,9 +87,13 @@ async def test_an_interrupted_run_keeps_what_finished(openai_server: OpenAIServe
         recorder.record_on_end(run)
     await runs[0].wait()
     await openai_server.until(lambda: any(r.tokens_sent > 10 for r in openai_server.completions))
-    await asyncio.sleep(0.05)  # the done-callback has run: the finished stream is committed
 
-    with RunHistory(path) as reader:  # another connection sees it while the run goes on
+    def committed() -> bool:  # another connection sees the finished stream while the run goes on
+        with RunHistory(path) as reader:
+            return reader.load_run(recorder.run_id).streams[0].state == "done"
+
+    await until(committed, what="the finished stream to be committed")
+    with RunHistory(path) as reader:
         midway = reader.load_run(recorder.run_id)
     assert [s.state for s in midway.streams] == ["done", "pending", "pending"]
     assert midway.entry.status == "running"

@@ -12,6 +12,7 @@ from pathlib import Path
 import dspy
 import pytest
 
+from tests.support.conditions import until
 from tests.support.openai_server import TEST_API_KEY, Behaviour, OpenAIServer
 from tui.config import ConfigError, Settings
 from tui.report import (
@@ -288,8 +289,7 @@ async def test_progress_has_a_ttft_while_streams_stream_and_the_report_lists_fin
     session = make_session(openai_server, concurrency=1)
     runs = [session.new_run(q) for q in ("slow one", "waits its turn")]
     tasks = [asyncio.create_task(run.wait()) for run in runs]
-    await openai_server.until(lambda: any(r.tokens_sent > 5 for r in openai_server.completions))
-    await asyncio.sleep(0.05)
+    await until(lambda: runs[0].metrics.ttft is not None, what="the first token to arrive")
     midway = progress_record(session, 1.0)
     assert midway["completed"] == 0 and midway["mean_ttft_ms"] is not None
     runs[0].cancel()

@@ -223,7 +223,7 @@ async def test_no_warning_or_stray_task_is_left_after_cancel(openai_server, make
     runs = [make_run() for _ in range(4)]
     for run in runs:
         run.start()
-    await asyncio.sleep(0.3)
+    await _until(lambda: all(run.metrics.tokens > 0 for run in runs), what="every stream to stream")
     for run in runs:
         run.cancel()
     for run in runs:
@@ -231,9 +231,9 @@ async def test_no_warning_or_stray_task_is_left_after_cancel(openai_server, make
     import gc
 
     gc.collect()
-    await asyncio.sleep(0.1)
+    stray = lambda: [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]  # noqa: E731
+    await _until(lambda: stray() == [], timeout=2, what="every task to end")
     assert errors == []
-    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
 
 
 async def test_a_cache_hit_is_delivered_whole_and_reported(openai_server):
