@@ -105,3 +105,23 @@ async def test_metrics_follow_real_token_timings(openai_server, make_run):
     assert m.tokens_per_s == pytest.approx(20, rel=0.3)
     # The LM's own first chunk comes before the field's first token; the gap is listener overhead.
     assert m.lm_ttft is not None and 0.3 <= m.lm_ttft <= m.ttft
+
+
+def test_waits_for_the_embedded_model_stay_out_of_ttft_and_ttfo_once_each_is_taken():
+    clock = Clock()
+    m = StreamMetrics(clock=clock, final_field="answer")
+    m.start()
+    m.start_attempt()
+    m.begin_wait(ahead=2)
+    clock.now += 3.0  # two streams ahead on the one local model
+    m.end_wait()
+    clock.now += 0.5
+    m.record_token("reasoning")  # stage one
+    m.begin_wait(ahead=1)
+    clock.now += 2.0  # the second stage waits again
+    m.end_wait()
+    clock.now += 0.25
+    m.record_token("answer")
+    assert m.queue_time == pytest.approx(5.0)
+    assert m.ttft == pytest.approx(0.5)  # not changed by the later wait
+    assert m.ttfo == pytest.approx(0.75)

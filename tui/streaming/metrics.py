@@ -75,6 +75,8 @@ class StreamMetrics:
     _recent: deque[float] = field(default_factory=deque, repr=False)
     _waiting_since: float | None = field(default=None, repr=False)
     _waited_since_start: float = field(default=0.0, repr=False)
+    _waited_before_first_token: float = field(default=0.0, repr=False)
+    _waited_before_first_output: float = field(default=0.0, repr=False)
 
     def start(self) -> None:
         self.started_at = self.clock()
@@ -99,6 +101,7 @@ class StreamMetrics:
         now = self.clock()
         if self.first_token_at is None:
             self.first_token_at = now
+            self._waited_before_first_token = self._waited_since_start
             self.state = "streaming"
         elif self.last_token_at is not None:
             self.itls.append(now - self.last_token_at)
@@ -106,6 +109,7 @@ class StreamMetrics:
             self.field_ttfts[field_name] = now - self.started_at
         if field_name == self.final_field and self.first_output_at is None:
             self.first_output_at = now
+            self._waited_before_first_output = self._waited_since_start
         self.last_token_at = now
         self.tokens += 1
         self._recent.append(now)
@@ -162,14 +166,15 @@ class StreamMetrics:
     def ttft(self) -> float | None:
         if self.first_token_at is None or self.started_at is None:
             return None
-        return self.first_token_at - self.started_at - self._waited_since_start
+        return self.first_token_at - self.started_at - self._waited_before_first_token
 
     @property
     def ttfo(self) -> float | None:
-        """Time to the first token of the final output field (AIPerf's TTFO)."""
+        """Time to the first token of the final output field (AIPerf's TTFO); like TTFT, waits
+        for the embedded model are not counted."""
         if self.first_output_at is None or self.started_at is None:
             return None
-        return self.first_output_at - self.started_at
+        return self.first_output_at - self.started_at - self._waited_before_first_output
 
     def record_usage(
         self, input_tokens: int | None, output_tokens: int | None, cost_usd: float | None
