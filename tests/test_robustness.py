@@ -32,6 +32,20 @@ def _start(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _read_until_closed(leader: int) -> bytes:
+    """Everything a pty's other side writes until it closes."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -160,18 +174,9 @@ def test_bidi_controls_are_shown_as_marks_in_headless_output_and_history(openai_
     leader, follower = pty.openpty()
     proc = _start([*on(openai_server), "q"], env, stdout=follower)
     os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
+    shown = _read_until_closed(leader).decode()
     proc.wait(timeout=60)
     os.close(leader)
-    shown = b"".join(chunks).decode()
     assert "safe" in shown and not any(ch in shown for ch in BIDI), repr(shown)
     assert "\\u202e" in shown
     listing = subprocess.run(
@@ -430,14 +435,7 @@ def test_the_interrupt_message_starts_on_its_own_line(openai_server, tmp_path):
     while b"word3 " not in shown and time.monotonic() < deadline:
         shown += os.read(leader, 4096)
     proc.send_signal(signal.SIGINT)
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
+    shown += _read_until_closed(leader)
     proc.wait(timeout=30)
     os.close(leader)
     lines = shown.decode().replace("\r\n", "\n").splitlines()
