@@ -148,7 +148,7 @@ class StreamDashboard(App[int]):
         if (
             isinstance(event, events.Key | events.Paste)
             and not event.is_forwarded
-            and self.screen is self.dashboard
+            and self._shown_screen() is self.dashboard
             and self.dashboard.take_input(event)
         ):
             return
@@ -156,21 +156,27 @@ class StreamDashboard(App[int]):
 
     # -- the clock ------------------------------------------------------------------------------
 
+    def _shown_screen(self) -> Screen | None:
+        """The screen on top, or None while the app is shutting down and its screens are gone."""
+        return self._screen_stack[-1] if self._screen_stack else None
+
     def _tick(self) -> None:
         now = self.clock()
         self.dashboard.tick(now)
         self._ticks += 1
+        screen = self._shown_screen()
         if self._ticks % self._merge_every == 0:
             self.merged.seal()
-            if isinstance(self.screen, AggregateScreen):
-                self.screen.tick(now)
-        if isinstance(self.screen, TableScreen):
-            self.screen.tick(now)
+            if isinstance(screen, AggregateScreen):
+                screen.tick(now)
+        if isinstance(screen, TableScreen):
+            screen.tick(now)
 
     def _sample(self) -> None:
         self.throughput.append(total_tokens_per_s(self.session.runs))
-        if isinstance(self.screen, SummaryScreen):
-            self.screen.refresh_figures()
+        screen = self._shown_screen()
+        if isinstance(screen, SummaryScreen):
+            screen.refresh_figures()
 
     # -- actions --------------------------------------------------------------------------------
 

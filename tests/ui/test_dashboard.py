@@ -362,3 +362,14 @@ async def test_copy_puts_the_current_answer_on_the_clipboard(make_app, openai_se
         await wait_until(pilot, all_ended(app))
         await pilot.press("ctrl+y")
         assert app.clipboard == ANSWER
+
+
+async def test_a_clock_tick_during_shutdown_finds_no_screen_and_does_nothing(make_app):
+    # The clock's timers can fire once more after the last screen is gone (seen as a
+    # ScreenStackError traceback at quit on a busy machine).
+    app = make_app()
+    async with app.run_test(size=SIZE):
+        pass
+    assert not app._screen_stack
+    app._tick()
+    app._sample()
