@@ -161,10 +161,12 @@ class StreamDashboard(App[int]):
         return self._screen_stack[-1] if self._screen_stack else None
 
     def _tick(self) -> None:
+        screen = self._shown_screen()
+        if screen is None:
+            return
         now = self.clock()
         self.dashboard.tick(now)
         self._ticks += 1
-        screen = self._shown_screen()
         if self._ticks % self._merge_every == 0:
             self.merged.seal()
             if isinstance(screen, AggregateScreen):
