@@ -253,3 +253,18 @@ async def test_questions_typed_fast_in_the_form_are_asked_one_by_one(make_app, o
         await wait_until(pilot, all_ended(app))
         asked = [dict(pane.run.job.inputs) for pane in panes(app)]
         assert asked == [{"context": "notes", "question": q} for q in ("one", "two", "three")]
+
+
+async def test_the_status_line_stays_in_view_however_much_reasoning_streams(
+    make_app, openai_server: OpenAIServer
+):
+    # At 80x24 with three cot panes, the reasoning once pushed every status line out of its pane.
+    openai_server.reset(Behaviour(tokens=120))
+    app = make_app(["What is Rust?", "Why is the sky blue?", "Explain monads"], program="cot")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, all_ended(app))
+        await settle(pilot)
+        first = panes(app)[0]
+        status, inner = first.query_one(StreamStatus).region, first.content_region
+        assert status.height == 1 and inner.contains_region(status), (status, inner)
+        assert "done" in status_of(first)
