@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.openai_server import Behaviour
+from tests.support.terminal import TerminalProcess
 from tests.test_cli import ROOT, assert_one_line_error, dspy_stream, on
 from tests.test_cli import unused_port as unused_port
 
@@ -461,3 +462,56 @@ def _startup_seconds() -> float:
     started = time.monotonic()
     assert dspy_stream("--headless", "--temperature", "9", "q").returncode == 2
     return time.monotonic() - started + 4  # + DSPy's import, which that error path skips
+
+
+def _dashboard(server, tmp_path: Path, *args: str) -> TerminalProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "tui",
+        "--model",
+        "openai/test-model",
+        "--api-base",
+        server.base_url,
+        *args,
+    ]
+    return TerminalProcess(command, env=_env(tmp_path), cwd=ROOT)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_terminating_signal_ends_the_dashboard_like_quit(openai_server, tmp_path, signum):
+    openai_server.default = Behaviour(text=" ".join(f"word{i}" for i in range(400)), token_delay=0.02)
+    output = tmp_path / "answers.txt"
+    with _dashboard(openai_server, tmp_path, "--output", str(output), "one", "two") as term:
+        term.wait_for(lambda shown: b"\x1b[?1049h" in shown, what="the alternate screen")
+        _wait_until(
+            lambda: sum(r.tokens_sent > 20 for r in openai_server.completions) == 2, what="two streams"
+        )
+        os.kill(term.pid, signum)
+        code = term.wait(30)
+        shown = term.output
+    assert code == 128 + signum, shown[-2000:]
+    restored = shown[shown.rindex(b"\x1b[?1049h") :]
+    assert b"\x1b[?1049l" in restored, "the alternate screen was not left"
+    assert b"\x1b[?1000l" in restored, "mouse reporting was left on"
+    assert [status for _, status in _history_runs(tmp_path)] == ["interrupted"]
+    written = output.read_text()
+    for number in (1, 2):
+        assert f"[{number}] Q: " in written and f"[{number}] word0 word1 word2" in written, written
+
+
+def test_the_dashboard_writes_its_output_file_in_the_headless_shape(openai_server, tmp_path):
+    openai_server.default = Behaviour(text="alpha beta\ngamma delta")
+    output = tmp_path / "answers.txt"
+    with _dashboard(openai_server, tmp_path, "--output", str(output), "one", "two") as term:
+        term.wait_for(lambda shown: b"\x1b[?1049h" in shown, what="the alternate screen")
+        _wait_until(lambda: output.read_text().count("gamma delta") == 2, what="both answers in the file")
+        _wait_until(lambda: [s for _, s in _history_runs(tmp_path)] != [], what="the history row")
+        term.send(b"\x11")  # Ctrl+Q: nothing is live, so it quits at once
+        assert term.wait(30) == 0, term.output[-2000:]
+    lines = output.read_text().splitlines()
+    for number, question in ((1, "one"), (2, "two")):
+        assert [line for line in lines if line.startswith(f"[{number}] ")] == [
+            f"[{number}] Q: {question}", f"[{number}] alpha beta", f"[{number}] gamma delta",
+        ]  # fmt: skip
+    assert output.read_text().endswith("\n") and "\x1b" not in output.read_text()

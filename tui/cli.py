@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -15,6 +15,7 @@ from tui.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 
 if TYPE_CHECKING:
     from tui.headless import HeadlessRun
+    from tui.questions import QuestionFeed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,7 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", help="run the set of questions this many times (1)")
     p.add_argument("--slo", help="goodput targets, e.g. ttft=500ms,tpot=50ms")
     p.add_argument("--cache", action="store_true", default=None, help="use DSPy's cache (hits do not stream)")
-    p.add_argument("--output", type=Path, metavar="PATH", help="write answers to a file as they stream")
+    p.add_argument(
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="write the answers to a file as they stream, as headless stdout shows them (dashboard too)",
+    )
+    p.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="headless stdout as JSON lines: one object per event of each stream, for other programs",
+    )
     p.add_argument("--report", type=Path, metavar="PATH", help="write metrics as JSON (.json) or CSV (.csv)")
     p.add_argument(
         "--progress", type=Path, metavar="PATH", help="append running figures as JSONL each second"
@@ -143,34 +154,48 @@ def parse_inputs(pairs: Sequence[str], configured: Sequence[tuple[str, str]] = (
     return inputs
 
 
-def gather_questions(args: argparse.Namespace, settings: Settings, err: IO[str]) -> list:
+def gather_questions(args: argparse.Namespace, settings: Settings, err: IO[str]) -> QuestionFeed:
     """Questions (text, or one value per input field) from the command line and the questions
-    file, repeated `repeat` times."""
-    from tui.questions import Problem, iter_questions
+    file, `repeat` times over, read as they are asked."""
+    from tui.questions import Problem, QuestionFeed, QuestionsFileError, iter_questions
 
-    questions: list = [q for q in args.questions]
-    if any(not q.strip() for q in questions):
+    asked: list = [q for q in args.questions]
+    if any(not q.strip() for q in asked):
         raise ConfigError('a question is empty: give some text, e.g. dspy-stream "What is Rust?"')
     given = parse_inputs(getattr(args, "inputs", []) or [], settings.inputs)
     fields = _input_fields(settings)
     unknown = [name for name in given if name not in fields]
     if unknown:
         raise ConfigError(f"--input {unknown[0]}: the program's inputs are {', '.join(fields)}")
-    if given or len(fields) > 1:
-        questions = _fill_inputs(questions, given, fields)
-    if args.questions_file is not None:
-        for item in iter_questions(args.questions_file, input_fields=fields):
-            if isinstance(item, Problem):
-                err.write(f"dspy-stream: warning: {item}\n")
-            elif given or len(fields) > 1:
-                questions.append({**given, **item.inputs})
-            else:
-                questions.append(item.text)
-    if settings.mode == "demo" and not questions:
+    by_field = bool(given) or len(fields) > 1
+    if by_field:
+        asked = _fill_inputs(asked, given, fields)
+    path = args.questions_file
+
+    def one_pass(first: bool) -> Iterator:
+        yield from asked
+        if path is None:
+            return
+        try:
+            for item in iter_questions(path, input_fields=fields):
+                if isinstance(item, Problem):
+                    if first:  # said once, not once a repeat
+                        err.write(f"dspy-stream: warning: {item}\n")
+                elif by_field:
+                    yield {**given, **item.inputs}
+                else:
+                    yield item.text
+        except QuestionsFileError:
+            if first:
+                raise
+            # A pipe is read once: its questions were asked once.
+
+    feed = QuestionFeed(one_pass, settings.repeat)
+    if settings.mode == "demo" and not feed:
         from tui.demo import DEMO_QUESTIONS
 
-        questions = list(DEMO_QUESTIONS)
-    return questions * settings.repeat
+        feed = QuestionFeed(lambda _first: DEMO_QUESTIONS, settings.repeat)
+    return feed
 
 
 def _input_fields(settings: Settings) -> tuple[str, ...]:
@@ -194,10 +219,26 @@ def _fill_inputs(questions: list, given: dict[str, str], fields: tuple[str, ...]
     return [{**given, missing[0]: q} for q in questions]
 
 
-def _resolve_mode(settings: Settings, questions: list[str]) -> str:
+def _resolve_mode(settings: Settings, questions: QuestionFeed) -> str:
     if settings.mode in ("simple", "recovery", "concurrent", "aggregate"):
         return settings.mode
-    return "simple" if len(questions) <= 1 else "concurrent"
+    return "concurrent" if questions.several else "simple"
+
+
+# The dashboard makes a pane a stream; past this many, headless is the way to run a batch.
+DASHBOARD_MOST_QUESTIONS = 10_000
+
+
+def dashboard_questions(questions: QuestionFeed) -> list:
+    """The questions the dashboard asks at start, all read now: its panes need them."""
+    from itertools import islice
+
+    asked = list(islice(questions, DASHBOARD_MOST_QUESTIONS + 1))
+    if len(asked) > DASHBOARD_MOST_QUESTIONS:
+        raise ConfigError(
+            f"more than {DASHBOARD_MOST_QUESTIONS:,} questions for the dashboard: run them with --headless"
+        )
+    return asked
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(flags, config_path=args.config)
         _register_secrets(settings)
         questions = gather_questions(args, settings, err)
-        headless = args.headless or not sys.stdout.isatty()
+        headless = args.headless or args.jsonl or not sys.stdout.isatty()
         if headless and not questions:
             raise ConfigError('no question given: pass one, e.g. dspy-stream --headless "What is Rust?"')
         return _run(args, settings, questions, headless)
@@ -244,7 +285,7 @@ def _report_error(exc: BaseException, err: IO[str]) -> int:
     return EXIT_FAILED
 
 
-def _run(args: argparse.Namespace, settings: Settings, questions: list[str], headless: bool) -> int:
+def _run(args: argparse.Namespace, settings: Settings, questions: QuestionFeed, headless: bool) -> int:
     import dspy  # noqa: F401 - imported before logging is routed: DSPy installs its own handler
 
     from tui.logs import send_logs_to_file
@@ -277,7 +318,7 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
     if not headless:
         from tui.app import run_dashboard
 
-        code = run_dashboard(session, questions)  # B's entry form takes the dict questions
+        code = run_dashboard(session, dashboard_questions(questions), output=args.output)
         _write_report(args, session)
         return code
 
@@ -285,9 +326,12 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
     from tui.history import begin_recording
 
     mode = _resolve_mode(settings, questions)
-    shown = [q if isinstance(q, str) else session.shown_question(q) for q in questions]
-    history, recorder = begin_recording(session, mode, shown, sys.stderr)
-    run = HeadlessRun(settings, questions, mode, output=args.output, session=session)
+    # Questions are read as they are asked: the history keeps the streams started, no plan.
+    history, recorder = begin_recording(session, mode, (), sys.stderr)
+    run = HeadlessRun(
+        settings, questions, mode, output=args.output, session=session,
+        jsonl=args.jsonl, several=questions.several,
+    )  # fmt: skip
     caught: list[int] = []
     try:
         code = asyncio.run(_until_signal(run, args.progress, caught))
@@ -307,12 +351,17 @@ def _run(args: argparse.Namespace, settings: Settings, questions: list[str], hea
     return code
 
 
-# Signals that end a run the way Ctrl+C does: streams cancelled, what arrived kept and saved.
-ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# Signals that end a run: streams cancelled, what arrived written out, kept and saved.
+ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_reason(signum: int) -> str:
+    return "interrupted" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 async def _until_signal(run: HeadlessRun, progress_path: Path | None, caught: list[int]) -> int:
-    """Run headless; SIGTERM or SIGHUP cancel the run (recorded in `caught`) instead of killing it."""
+    """Run headless; Ctrl+C, SIGTERM or SIGHUP cancel the run (recorded in `caught`), so every
+    stream ends with its last words written; a second signal stops the wait for them."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
@@ -320,6 +369,7 @@ async def _until_signal(run: HeadlessRun, progress_path: Path | None, caught: li
     def stop(signum: int) -> None:
         if not caught:
             caught.append(signum)
+            run.stopping(stop_reason(signum))
         main.cancel()
 
     for signum in ENDING_SIGNALS:

@@ -8,11 +8,12 @@ reported with its number and skipped.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 MAX_LINE_BYTES = 64 * 1024
 
@@ -153,3 +154,39 @@ def read_questions(path: str | Path, input_fields: Sequence[str] = ("question",)
         else:
             questions.append(item)
     return QuestionsFile(questions, problems)
+
+
+class QuestionFeed:
+    """A run's questions, read as they are asked, `repeat` times over.
+
+    Nothing is held but the question being asked, so a 100k-line file or `--repeat 100000000`
+    starts at once in flat memory. The first two are read on creation: a file that holds no
+    question (or whose first line never ends, like /dev/zero) fails before any stream starts,
+    and `several` is known before the first answer is written.
+    """
+
+    def __init__(self, one_pass: Callable[[bool], Iterable[Any]], repeat: int = 1) -> None:
+        self._items = self._passes(one_pass, repeat)
+        self._ahead = list(itertools.islice(self._items, 2))
+
+    @staticmethod
+    def _passes(one_pass: Callable[[bool], Iterable[Any]], repeat: int) -> Iterator[Any]:
+        for number in range(repeat):
+            asked = 0
+            for item in one_pass(number == 0):
+                asked += 1
+                yield item
+            if not asked:
+                return  # every later pass would be as empty
+
+    @property
+    def several(self) -> bool:
+        return len(self._ahead) > 1
+
+    def __bool__(self) -> bool:
+        return bool(self._ahead)
+
+    def __iter__(self) -> Iterator[Any]:
+        while self._ahead:
+            yield self._ahead.pop(0)
+        yield from self._items

@@ -46,6 +46,8 @@ from tui.streaming.program_status import ProgramStatusProvider, status_kind
 log = logging.getLogger(__name__)
 _WAKE = object()
 ListenerFactory = Callable[[dspy.Module, Any], list[StreamListener]]
+# Told of each event as the stream's consumer takes it (a writer following every stream).
+EventObserver = Callable[["StreamRun", StreamEvent], None]
 # Reports an engine's own states ("loading model", "queued") while a stream is consumed.
 StatusUpdates = Callable[[Callable[[Status], None]], AbstractContextManager[None]]
 
@@ -198,6 +200,8 @@ class StreamRun:
         self.tool_calls: list[str] = []
         self._keys: dict[tuple[str, str], str] = {}
         self._ended: set[str] = set()
+        self._lm_chunks = 0  # raw chunks from the LM in this attempt: none means DSPy's cache answered
+        self.observers: list[EventObserver] = []
 
     # -- consumer side -------------------------------------------------------------
 
@@ -221,15 +225,24 @@ class StreamRun:
         try:
             while True:
                 if self.terminal is not None and self.queue.empty():
+                    self._observe(self.terminal)
                     yield self.terminal
                     return
                 event = self.queue.get_nowait() if self.queue.qsize() else await self.queue.get()
                 if event is _WAKE:
                     continue
+                self._observe(event)
                 yield event
         finally:
             if self.terminal is None:
                 self.cancel()
+
+    def _observe(self, event: StreamEvent) -> None:
+        for observe in self.observers:
+            try:
+                observe(self, event)
+            except Exception:
+                log.exception("stream %s: an observer failed", self.job.stream_id)
 
     async def wait(self) -> TerminalEvent:
         """Drain the stream without looking at it; return how it ended."""
@@ -332,6 +345,7 @@ class StreamRun:
         ]
         self.tool_calls.clear()
         self._keys, self._ended = keys, set()
+        self._lm_chunks = 0
         streaming_program = dspy.streamify(
             _ReturnsPrediction(program),
             status_message_provider=ProgramStatusProvider(program),
@@ -396,8 +410,8 @@ class StreamRun:
 
         if prediction is None:
             raise StreamIncomplete("the program ended without a prediction")
-        # A program whose fields are all numbers or lists streams nothing, cached or not.
-        cache_hit = not texts and any(output.streams for output in self.info.outputs)
+        # Only DSPy's cache answers without a chunk from the LM; with the cache off nothing is a hit.
+        cache_hit = self.settings.cache and not texts and self._lm_chunks == 0
         if not texts:
             # A cached answer does not stream, nor does a predictor made inside `forward` (no
             # listener can know it in advance): deliver the text fields whole.
@@ -407,6 +421,10 @@ class StreamRun:
                 if text:
                     self.metrics.record_token(key)
                     await self._put(Token(key, text))
+        streamed_fields = [output for output in self.info.outputs if output.streams]
+        if streamed_fields and not any(text.strip() for text in texts.values()):
+            # A server whose chunks carry no `choices`, or an empty reply: not an answer.
+            raise StreamIncomplete("empty answer: the server sent no text")
         for name, key in self._prediction_keys(prediction).items():
             if key not in texts:
                 continue
@@ -477,11 +495,13 @@ class StreamRun:
         """Listeners see every raw LM chunk first; note when the first one came."""
         receive = listener.receive
         metrics = self.metrics
+        run = self
 
         def timed_receive(chunk: Any) -> Any:
             # An adapter's own chunks (the plain adapter's field markers) carry no id or model.
             if getattr(chunk, "id", None) is not None or getattr(chunk, "model", None) is not None:
                 metrics.record_lm_chunk()
+                run._lm_chunks += 1
             for choice in getattr(chunk, "choices", None) or ():
                 reason = getattr(choice, "finish_reason", None)
                 if reason:

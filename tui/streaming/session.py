@@ -6,13 +6,14 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from tui.config import Settings
 from tui.models.lm_factory import make_stream_listeners, model_status_updates
+from tui.streaming.events import StreamEvent
 from tui.streaming.metrics import RunSummary, summarize
 from tui.streaming.program_info import ProgramInfo
-from tui.streaming.runner import StreamJob, StreamRun, program_for
+from tui.streaming.runner import EventObserver, StreamJob, StreamRun, program_for
 
 RECOVERY_MODES = ("recovery", "demo")
 RECOVERY_SEED = 2024
@@ -37,6 +38,14 @@ class MissingInputs(EmptyQuestion):
         )
 
 
+class StreamWatcher(Protocol):
+    """Follows every stream of a session, whoever consumes it: an `--output` file, headless stdout."""
+
+    def started(self, run: StreamRun) -> None: ...
+
+    def feed(self, run: StreamRun, event: StreamEvent) -> None: ...
+
+
 class StreamSession:
     """Creates the streams of one run and keeps them for the summary and the saved transcript.
 
@@ -57,6 +66,24 @@ class StreamSession:
         self.started_at: float | None = None
         # Called with every new run, e.g. to store it in the history when it ends.
         self.on_new_run: Callable[[StreamRun], None] | None = None
+        self._watchers: list[StreamWatcher] = []
+        self._observers: list[EventObserver] = []  # the watchers' `feed`, shared by every run
+
+    def watch(self, watcher: StreamWatcher) -> None:
+        """Tell `watcher` of every stream started from now on, and of each of its events."""
+        self._watchers.append(watcher)
+        self._observers.append(watcher.feed)
+
+    def unwatch(self, watcher: StreamWatcher) -> None:
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
+            self._observers.remove(watcher.feed)
+
+    def _announce(self, run: StreamRun) -> None:
+        for watcher in list(self._watchers):
+            watcher.started(run)
+        if self.on_new_run is not None:
+            self.on_new_run(run)
 
     def ensure_model(self) -> None:
         """Build the LM and adapter now; raises `tui.models.ModelError` on a bad model or key."""
@@ -96,8 +123,7 @@ class StreamSession:
         if self.shows_recovery and self.settings.max_retries > 0 and run.job.stream_id == FAULTED_STREAM:
             run.forced_faults = 1  # whatever the dice say, one stream shows a retry
         self.runs.append(run)
-        if self.on_new_run is not None:
-            self.on_new_run(run)
+        self._announce(run)
         return run
 
     def rerun(self, earlier: StreamRun) -> StreamRun:
@@ -116,8 +142,7 @@ class StreamSession:
             self.runs.append(run)
         else:
             self.runs[index] = run
-        if self.on_new_run is not None:
-            self.on_new_run(run)
+        self._announce(run)
         return run
 
     def _make_run(self, job: StreamJob) -> StreamRun:
@@ -126,7 +151,7 @@ class StreamSession:
             self._limiter = asyncio.Semaphore(self.settings.concurrency)
         if self.started_at is None:
             self.started_at = time.monotonic()
-        return StreamRun(
+        run = StreamRun(
             job,
             self.settings,
             self._lm,
@@ -138,6 +163,8 @@ class StreamSession:
             status_updates=model_status_updates,
             program=self._program,
         )
+        run.observers = self._observers
+        return run
 
     def shown_question(self, given: str | Mapping[str, str]) -> str:
         """The text a stream is shown by: the question, or the last input field's value."""
