@@ -69,7 +69,7 @@ def _huge_batch(server, tmp_path: Path, args: list[str]) -> None:
     data = json.loads(report.read_text())
     asked = len(server.completions)
     assert asked <= data["num_prompts"] <= asked + 4, (asked, data["num_prompts"])
-    assert data["completed"] >= 8 and "cancelled" in data["states"], data["states"]
+    assert data["completed"] >= 4 and "cancelled" in data["states"], data["states"]
     assert "Traceback" not in err
 
 
