@@ -287,15 +287,49 @@ class StreamDashboard(App[int]):
                 yield SystemCommand(title, binding.tooltip or binding.description, callback)
 
 
-def run_dashboard(session: StreamSession, questions: list[str]) -> int:
-    """Run the dashboard full screen until the user quits; returns the process exit code."""
+def run_dashboard(session: StreamSession, questions: list[str], *, output: Path | None = None) -> int:
+    """Run the dashboard full screen until the user quits; returns the process exit code.
+
+    `output`: the answers written to that file as they stream, as headless writes them.
+    SIGTERM and SIGHUP quit as a confirmed quit does (streams cancelled, partial answers kept,
+    the terminal restored), with exit code 128 + the signal.
+    """
+    import signal
+
+    from tui.output.answers import AnswerFile
+
     settings = session.settings
     history, recorder = begin_recording(session, settings.mode or "interactive", questions, sys.stderr)
     app = StreamDashboard(settings, questions, session=session)
+    answers = AnswerFile(output, several=True) if output is not None else None
+    if answers is not None:
+        session.watch(answers)
+    caught: list[int] = []
+
+    def quit_on_signal(signum: int, _frame: object) -> None:
+        first = not caught
+        caught.append(signum)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise SystemExit(128 + signum) from None  # before or after the app's loop: nothing to save
+        if first:
+            # The handler runs between two steps of the loop: the quit itself runs in it.
+            loop.call_soon_threadsafe(app._quit_confirmed, True)
+
+    ending = (signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, quit_on_signal) for signum in ending}
     try:
         app.run()
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if answers is not None:
+            session.unwatch(answers)
+            answers.close()
         if history is not None and recorder is not None:
-            recorder.finish(interrupted=app.interrupted)
+            recorder.finish(interrupted=app.interrupted or bool(caught))
             history.close()
+    if caught:
+        return 128 + caught[0]
     return app.return_code or EXIT_OK
