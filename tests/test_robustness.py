@@ -515,3 +515,31 @@ def test_the_dashboard_writes_its_output_file_in_the_headless_shape(openai_serve
             f"[{number}] Q: {question}", f"[{number}] alpha beta", f"[{number}] gamma delta",
         ]  # fmt: skip
     assert output.read_text().endswith("\n") and "\x1b" not in output.read_text()
+
+
+def test_chunks_without_choices_are_a_failure_in_one_line_not_an_empty_success(openai_server, tmp_path):
+    openai_server.default = Behaviour(no_choices=True)
+    report = tmp_path / "r.json"
+    result = dspy_stream(*on(openai_server), "--adapter", "plain", "--report", str(report), "q")
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: incomplete stream: empty answer: the server sent no text"], result.stderr
+    assert "Traceback" not in result.stderr and "cache hit" not in result.stderr
+    data = json.loads(report.read_text())
+    assert data["states"] == ["failed"] and data["cache_hits"] == [False]
+    assert len(openai_server.completions) == 1, "an empty answer is not worth another attempt"
+
+
+def test_a_cache_hit_is_reported_only_when_dspys_cache_answered(openai_server, tmp_path):
+    openai_server.default = Behaviour(text="an answer worth keeping")
+    report = tmp_path / "r.json"
+    env = {"DSPY_CACHEDIR": str(tmp_path / "cache")}
+    for cached in (False, True):
+        result = dspy_stream(
+            *on(openai_server), "--cache", "--report", str(report), "the same question", env=env
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "an answer worth keeping\n"
+        assert json.loads(report.read_text())["cache_hits"] == [cached]
+        assert ("cache hit" in result.stderr) is cached, result.stderr
+    assert len(openai_server.completions) == 1

@@ -71,6 +71,7 @@ Faults (``Behaviour`` fields; "after k tokens" counts SSE content events, marker
   and ``response_delay`` (before it, for errors too).
 * ``text`` / ``fields``: custom answer text (Rich markup, escape sequences: all JSON-escaped).
 * ``finish_reason``: the last chunk's reason, "stop" unless set ("length": cut by the token limit).
+* ``no_choices`` (model name ``no_choices``): every streamed chunk lacks the ``choices`` key.
 
 Every request is recorded in ``server.requests`` (:class:`RecordedRequest`): body, JSON, model,
 timestamps (``time.monotonic()``), tokens and text sent, outcome, and ``disconnected_at`` when the
@@ -179,6 +180,7 @@ class Behaviour:
     malformed_after: int | None = None
     error_event_after: int | None = None
     finish_reason: str = "stop"  # "length": the answer was cut by the token limit
+    no_choices: bool = False  # stream chunks with no `choices` at all (a broken proxy's shape)
 
     @property
     def delay(self) -> float:
@@ -202,7 +204,7 @@ _SHORTHANDS = {
     "error-event": "error_event_after",
     "slow": "tokens_per_s",
 }
-_FLAGS = {"raw", "reset", "split_markers"}
+_FLAGS = {"raw", "reset", "split_markers", "no_choices"}
 
 
 @functools.cache
@@ -916,15 +918,18 @@ class OpenAIServer:
     ) -> bool:
         created = int(time.time())
         chunk_id = f"chatcmpl-{record.index}"
-        prefix = (
-            f'{{"id":"{chunk_id}","object":"chat.completion.chunk","created":{created},'
-            f'"model":{json.dumps(model)},"system_fingerprint":"fp_test","choices":[{{"index":0,"delta":'
-        ).encode()
+        head = f'{{"id":"{chunk_id}","object":"chat.completion.chunk","created":{created},'
+        head += f'"model":{json.dumps(model)},"system_fingerprint":"fp_test"'
+        prefix = (head + ',"choices":[{"index":0,"delta":').encode()
         frames = [
             _sse(prefix + b'{"content":' + _json_str(token) + b'},"finish_reason":null}]}')
             for token in tokens
         ]
         role = _sse(prefix + b'{"role":"assistant","content":""},"finish_reason":null}]}')
+        if behaviour.no_choices:
+            # Every chunk keeps its id and model, but says nothing: no `choices` key.
+            frames = [_sse((head + "}").encode()) for _ in tokens]
+            role = _sse((head + "}").encode())
         record.status = 200
         record.first_byte_at = time.monotonic()
         await conn.send(self._head(record, behaviour) + role)
@@ -989,6 +994,8 @@ class OpenAIServer:
             sent_text.append(tokens[position])
         record.text_sent = "".join(sent_text)
         tail = _sse(prefix + b'{},"finish_reason":' + _json_str(behaviour.finish_reason) + b"}]}")
+        if behaviour.no_choices:
+            tail = b""
         options = body.get("stream_options")
         if behaviour.usage and isinstance(options, dict) and options.get("include_usage"):
             usage = self._usage(body, len(tokens))

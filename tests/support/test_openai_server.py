@@ -214,6 +214,7 @@ def test_model_name_spec_applies_for_its_times(openai_server: OpenAIServer) -> N
 def test_parse_model_spec() -> None:
     assert parse_model_spec("test-model") is None
     assert parse_model_spec("fault:429:retry_after=1:times=2") == ({"status": 429, "retry_after": 1.0}, 2)
+    assert parse_model_spec("no_choices") == ({"no_choices": True}, None)
     assert parse_model_spec("cut:5:reset") == ({"cut_after": 5, "reset": True}, None)
     assert parse_model_spec("text=a%20b%3Ac:raw:id=x") == ({"text": "a b:c", "raw": True}, None)
     assert parse_model_spec("slow:20:tokens=3") == ({"tokens_per_s": 20.0, "tokens": 3}, None)
