@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -73,5 +74,9 @@ def test_500_questions_at_concurrency_16_all_reach_the_report_and_the_history(
     assert stored.figures()["completed"] == QUESTIONS
 
     printed = stdout.getvalue()
-    assert sum(line.startswith("Q") for line in printed.splitlines()) == QUESTIONS
+    printed_lines = printed.splitlines()
+    asked = [line for line in printed_lines if re.match(r"\[\d+\] Q: ", line)]
+    assert sorted(asked) == sorted(f"[{run.job.stream_id}] Q: {run.job.question}" for run in session.runs)
+    for run in session.runs:
+        assert f"[{run.job.stream_id}] {run.record.text}" in printed_lines
     assert elapsed < 30, f"the batch took {elapsed:.1f} s"

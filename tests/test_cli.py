@@ -155,12 +155,12 @@ def test_malformed_questions_file_lines_are_reported_and_skipped(tmp_path, opena
     assert len(openai_server.completions) == 2
 
 
-def test_concurrent_mode_prints_each_answer_whole(openai_server):
+def test_concurrent_mode_tags_each_streams_question_and_answer(openai_server):
     openai_server.default = Behaviour(tokens=12)
     result = dspy_stream(*on(openai_server), "--mode", "concurrent", "one", "two", "three")
     assert result.returncode == 0, result.stderr
-    for n in (1, 2, 3):
-        assert f"Q{n}: " in result.stdout
+    for n, question in ((1, "one"), (2, "two"), (3, "three")):
+        assert f"[{n}] Q: {question}\n" in result.stdout
     assert "3 streams: 3 done, 0 failed" in result.stderr
 
 
@@ -169,8 +169,8 @@ def test_aggregate_mode_tags_every_line_with_its_stream(openai_server):
     result = dspy_stream(*on(openai_server), "--mode", "aggregate", "one", "two")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line]
-    assert lines and all(line.startswith(("[Stream 1] ", "[Stream 2] ")) for line in lines)
-    assert {line.split("]")[0] for line in lines} == {"[Stream 1", "[Stream 2"}
+    assert lines and all(line.startswith(("[1] ", "[2] ")) for line in lines)
+    assert {line.split("]")[0] for line in lines} == {"[1", "[2"}
 
 
 def test_stream_to_file_writes_the_answer_as_it_arrives(tmp_path, openai_server):
