@@ -92,3 +92,28 @@ def test_a_too_long_line_midway_stops_asking_and_names_file_and_line(openai_serv
     assert proc.returncode == 2, err
     assert f"{questions}:4: line longer than 64 KiB" in err and "Traceback" not in err
     assert len(openai_server.completions) == 3 and "never asked" not in out
+
+
+def test_questions_from_a_slow_pipe_do_not_hold_up_the_live_streams(openai_server, tmp_path):
+    import subprocess
+    import threading
+
+    openai_server.default = Behaviour(text="answered")
+    proc = _start([*on(openai_server), "--questions", "/dev/stdin"], _env(tmp_path), stdin=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stderr is not None
+    errors: list[str] = []
+    threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True).start()
+    proc.stdin.write("one\ntwo\n")
+    proc.stdin.flush()
+    try:
+        _wait_until(
+            lambda: sum("[done]" in line for line in errors) == 2, what="two answers while the pipe waits"
+        )
+        proc.stdin.write("three\n")
+        proc.stdin.close()
+        out = proc.stdout.read() if proc.stdout else ""
+        assert proc.wait(60) == 0, errors
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "[3] answered" in out.splitlines() and len(openai_server.completions) == 3

@@ -186,11 +186,21 @@ def test_one_question_still_streams_raw_tokens(openai_server):
     assert result.stdout == THREE_LINES + "\n"
 
 
-def test_history_counts_only_the_streams_started(openai_server, tmp_path):
+def test_repeat_asks_again_as_new_tagged_streams_each_kept_in_the_history(openai_server, tmp_path):
+    import sqlite3
+
     openai_server.default = Behaviour(text="short")
     result = dspy_stream(
         *on(openai_server), "--repeat", "3", "q", env={"XDG_DATA_HOME": str(tmp_path / "data")}
     )
     assert result.returncode == 0, result.stderr
     assert [status for _, status in _history_runs(tmp_path)] == ["finished"]
-    assert len(stream_lines(result.stdout.splitlines(), 3)) == 2
+    for number in (1, 2, 3):
+        assert stream_lines(result.stdout.splitlines(), number) == ["Q: q", "short"]
+    db = sqlite3.connect(tmp_path / "data" / "dspy-stream" / "history.sqlite3")
+    try:
+        assert db.execute("SELECT stream_id, state FROM streams ORDER BY stream_id").fetchall() == [
+            (1, "done"), (2, "done"), (3, "done"),
+        ]  # fmt: skip
+    finally:
+        db.close()

@@ -31,6 +31,7 @@ __all__ = ["EXIT_OK", "GuardedOut", "HeadlessRun", "status_line"]
 # How long stopped streams get to end with their `Cancelled` event (their last words) before exit.
 STOP_GRACE_S = 0.5
 SEQUENTIAL_MODES = ("simple", "recovery")
+_NO_MORE = object()
 
 
 def _seconds(value: float | None) -> str:
@@ -220,16 +221,22 @@ class HeadlessRun:
         free = asyncio.Semaphore(slots)
         progress = asyncio.create_task(self._progress()) if self.stderr.isatty() else None
         questions = iter(self.questions)
+        # A file is read in a thread: a slow pipe (`--questions /dev/stdin`) must not stop the
+        # live streams, nor their stall timers, while it waits for its next line.
+        in_memory = isinstance(self.questions, list | tuple)
         try:
             while True:
                 await free.acquire()
                 try:
-                    question = next(questions)
-                except StopIteration:
-                    break
+                    if in_memory:
+                        question = next(questions, _NO_MORE)
+                    else:
+                        question = await asyncio.to_thread(next, questions, _NO_MORE)
                 except QuestionsFileError as exc:
                     self.feed_error = str(exc)
                     self.note(f"error: {exc}; no more questions are asked")
+                    break
+                if question is _NO_MORE:
                     break
                 run = self.session.new_run(question)
                 task = asyncio.create_task(self._follow(run), name=f"headless-{run.job.stream_id}")
