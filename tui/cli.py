@@ -190,11 +190,14 @@ def gather_questions(args: argparse.Namespace, settings: Settings, err: IO[str])
                 raise
             # A pipe is read once: its questions were asked once.
 
-    feed = QuestionFeed(one_pass, settings.repeat)
+    total = len(asked) * settings.repeat if path is None else None
+    feed = QuestionFeed(one_pass, settings.repeat, total=total)
     if settings.mode == "demo" and not feed:
         from tui.demo import DEMO_QUESTIONS
 
-        feed = QuestionFeed(lambda _first: DEMO_QUESTIONS, settings.repeat)
+        feed = QuestionFeed(
+            lambda _first: DEMO_QUESTIONS, settings.repeat, total=len(DEMO_QUESTIONS) * settings.repeat
+        )
     return feed
 
 

@@ -285,7 +285,11 @@ class HeadlessRun:
         assert self.session is not None
         runs = self.session.runs
         started = time.monotonic()
-        total = len(self.questions) if isinstance(self.questions, Sized) else None
+        total = (
+            len(self.questions)
+            if isinstance(self.questions, Sized)
+            else getattr(self.questions, "total", None)
+        )
         while True:
             done = sum(r.terminal is not None for r in runs)
             live = sum(r.metrics.live_tokens_per_s() for r in runs if r.terminal is None)

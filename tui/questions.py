@@ -165,9 +165,12 @@ class QuestionFeed:
     and `several` is known before the first answer is written.
     """
 
-    def __init__(self, one_pass: Callable[[bool], Iterable[Any]], repeat: int = 1) -> None:
+    def __init__(
+        self, one_pass: Callable[[bool], Iterable[Any]], repeat: int = 1, *, total: int | None = None
+    ) -> None:
         self._items = self._passes(one_pass, repeat)
         self._ahead = list(itertools.islice(self._items, 2))
+        self.total = total  # how many, when known without reading them all (no file)
 
     @staticmethod
     def _passes(one_pass: Callable[[bool], Iterable[Any]], repeat: int) -> Iterator[Any]:
