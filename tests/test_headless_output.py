@@ -204,3 +204,18 @@ def test_repeat_asks_again_as_new_tagged_streams_each_kept_in_the_history(openai
         ]  # fmt: skip
     finally:
         db.close()
+
+
+def test_stage_notes_start_on_a_line_of_their_own_beside_one_streaming_answer(openai_server, tmp_path):
+    # stdout and stderr on one terminal: a stage's note once ran onto the answer's last line.
+    openai_server.default = Behaviour(text="drafted words here")
+    program = "tests/programs/sample_programs.py:DraftThenPolish"
+    result = subprocess.run(
+        [sys.executable, "-m", "tui", *on(openai_server), "--program", program,
+         "--input", "context=notes", "--input", "question=one question"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60, env=_env(tmp_path), cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    notes = [line for line in result.stdout.splitlines() if "✓" in line or "▸" in line]
+    assert notes, result.stdout
+    assert all(line.lstrip().startswith(("✓", "▸")) for line in notes), result.stdout

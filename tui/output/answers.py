@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from tui.output.guarded import GuardedOut
-from tui.streaming.events import Cancelled, Done, Failed, Retrying, StreamEvent, Token
+from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, Token
 from tui.streaming.runner import StreamRun
 from tui.streaming.safe_text import hide_secrets, visible
 
@@ -99,7 +99,8 @@ class RawAnswer:
                     self.write(f"{name}: ")
                     self._field = name
                 self.write(text)
-            case Retrying() | Failed() | Cancelled():
+            case Retrying() | Failed() | Cancelled() | Status(kind="tool" | "stage"):
+                # A tool call or a stage is noted on stderr on a line of its own: end this one.
                 self._field = None
                 self.end_line()
             case Done(prediction=prediction):
