@@ -543,3 +543,20 @@ def test_a_cache_hit_is_reported_only_when_dspys_cache_answered(openai_server, t
         assert json.loads(report.read_text())["cache_hits"] == [cached]
         assert ("cache hit" in result.stderr) is cached, result.stderr
     assert len(openai_server.completions) == 1
+
+
+@pytest.mark.parametrize(("fail_second", "code"), [(False, 0), (True, 1)])
+def test_exit_when_done_ends_the_dashboard_by_itself_with_the_headless_exit_code(
+    openai_server, tmp_path, fail_second, code
+):
+    second = Behaviour(status=401) if fail_second else Behaviour(tokens=5)
+    openai_server.script(Behaviour(tokens=5), second)
+    report = tmp_path / "r.json"
+    args = ("--exit-when-done", "--concurrency", "1", "--report", str(report), "one", "two")
+    with _dashboard(openai_server, tmp_path, *args) as term:
+        assert term.wait(60) == code, term.output[-2000:]
+        assert b"\x1b[?1049l" in term.output  # the terminal is restored
+    data = json.loads(report.read_text())
+    assert data["num_prompts"] == 2
+    assert data["states"] == (["done", "failed"] if fail_second else ["done", "done"])
+    assert [status for _, status in _history_runs(tmp_path)] == ["finished"]

@@ -96,6 +96,7 @@ class StreamDashboard(App[int]):
         clock: Callable[[], float] = time.monotonic,
         tick_hz: float = TICK_HZ,
         steady: bool = False,
+        exit_when_done: bool = False,
     ) -> None:
         """`clock` drives every figure, spinner and countdown; `steady` stops blinking and animation.
 
@@ -111,6 +112,7 @@ class StreamDashboard(App[int]):
         self.merged = MergedLog()
         self.throughput: deque[float] = deque(maxlen=THROUGHPUT_SAMPLES)
         self.interrupted = False
+        self.exit_when_done = exit_when_done and bool(self.questions)
         self._ticks = 0
         self._merge_every = max(1, round(tick_hz * MERGE_WINDOW_S))
         if steady:
@@ -167,6 +169,10 @@ class StreamDashboard(App[int]):
         now = self.clock()
         self.dashboard.tick(now)
         self._ticks += 1
+        if self.exit_when_done and self._batch_ended():
+            self.exit_when_done = False
+            self._exit_with_code()
+            return
         if self._ticks % self._merge_every == 0:
             self.merged.seal()
             if isinstance(screen, AggregateScreen):
@@ -252,6 +258,10 @@ class StreamDashboard(App[int]):
             log.warning("streams still closing after %.0f s; quitting anyway", QUIT_GRACE_S)
         self._exit_with_code()
 
+    def _batch_ended(self) -> bool:
+        runs = self.session.runs
+        return len(runs) >= len(self.questions) and all(run.terminal is not None for run in runs)
+
     def _exit_with_code(self) -> None:
         code = self.exit_code()
         self.exit(code, return_code=code)
@@ -287,10 +297,17 @@ class StreamDashboard(App[int]):
                 yield SystemCommand(title, binding.tooltip or binding.description, callback)
 
 
-def run_dashboard(session: StreamSession, questions: list[str], *, output: Path | None = None) -> int:
+def run_dashboard(
+    session: StreamSession,
+    questions: list[str],
+    *,
+    output: Path | None = None,
+    exit_when_done: bool = False,
+) -> int:
     """Run the dashboard full screen until the user quits; returns the process exit code.
 
     `output`: the answers written to that file as they stream, as headless writes them.
+    `exit_when_done`: quit by itself once every question given at start has ended.
     SIGTERM and SIGHUP quit as a confirmed quit does (streams cancelled, partial answers kept,
     the terminal restored), with exit code 128 + the signal.
     """
@@ -300,7 +317,7 @@ def run_dashboard(session: StreamSession, questions: list[str], *, output: Path 
 
     settings = session.settings
     history, recorder = begin_recording(session, settings.mode or "interactive", questions, sys.stderr)
-    app = StreamDashboard(settings, questions, session=session)
+    app = StreamDashboard(settings, questions, session=session, exit_when_done=exit_when_done)
     answers = AnswerFile(output, several=True) if output is not None else None
     if answers is not None:
         session.watch(answers)

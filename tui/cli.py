@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the answers to a file as they stream, as headless stdout shows them (dashboard too)",
     )
     p.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="dashboard: once every question given at start has ended, write the report and history"
+        " and exit with the headless exit codes (watch a batch live, still end by itself)",
+    )
+    p.add_argument(
         "--jsonl",
         action="store_true",
         help="headless stdout as JSON lines: one object per event of each stream, for other programs",
@@ -331,7 +337,9 @@ def _run(args: argparse.Namespace, settings: Settings, questions: QuestionFeed, 
     if not headless:
         from tui.app import run_dashboard
 
-        code = run_dashboard(session, dashboard_questions(questions), output=args.output)
+        code = run_dashboard(
+            session, dashboard_questions(questions), output=args.output, exit_when_done=args.exit_when_done
+        )
         _write_report(args, session)
         return code
 
