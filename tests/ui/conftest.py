@@ -70,9 +70,21 @@ def drawn(pane: StreamPane) -> bool:
         return False
     if pane._status_state != pane.state_at(pane.clock()):
         return False
+    if not trail_drawn(pane):
+        return False
     if pane.terminal is not None:
         return pane._finalised and (not pane.answer or pane._markdown.finished)
     return True
+
+
+def trail_drawn(pane: StreamPane) -> bool:
+    """Every section of the pane's trail is mounted and has wrapped its text."""
+    from tui.widgets.field_section import GrowingText
+
+    trail = pane._trail
+    if not trail.display:
+        return True
+    return all(view.is_mounted and (view._rows or not view.text) for view in trail.query(GrowingText))
 
 
 async def settle(pilot: Pilot) -> None:

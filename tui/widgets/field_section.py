@@ -19,7 +19,27 @@ from tui.widgets.stream_text import StreamText
 
 
 class Trail(VerticalScroll, can_focus=False):
-    """The pane's trail: scrolled with the wheel; Tab goes from pane to pane, not into it."""
+    """The pane's trail: scrolled with the wheel; Tab goes from pane to pane, not into it.
+
+    It follows its newest line until the wheel scrolls it up, and again once scrolled back down
+    to the end.
+    """
+
+    following = True
+
+    def on_mouse_scroll_up(self) -> None:
+        self.following = False
+
+    def on_mouse_scroll_down(self) -> None:
+        self.call_after_refresh(self._follow_at_end)
+
+    def _follow_at_end(self) -> None:
+        self.following = self.scroll_y >= self.max_scroll_y
+
+    def keep_following(self) -> None:
+        """Scroll to the end where following and the end moved (new lines, a section grown)."""
+        if self.following and self.scroll_y < self.max_scroll_y:
+            self.scroll_end(animate=False, immediate=True)
 
 
 class GrowingText(StreamText):

@@ -277,6 +277,8 @@ class StreamPane(Vertical, can_focus=True):
             self._finalise(answer_view)
         self._draw_markdown(markdown, answer_view, deadline, visible)
         self._ticks += 1
+        if visible and self._trail.display:
+            self._trail.keep_following()  # a section's growth is laid out after the lines came
         if visible:
             state = self.state_at(now)
             if state != self._status_state or (self._ticks + self.number) % STATUS_EVERY == 0:
@@ -292,14 +294,12 @@ class StreamPane(Vertical, can_focus=True):
             self._answer += answer
         if not pending:
             return
-        follow = self._trail.scroll_y >= self._trail.max_scroll_y
         for key, text in pending:
             if key == TIMELINE:
                 self._timeline().add_line(text)
             else:
                 self._section(key).write(text)
-        if follow:
-            self._trail.call_after_refresh(self._trail.scroll_end, animate=False, immediate=True)
+        self._trail.call_after_refresh(self._trail.keep_following)
 
     def _timeline(self) -> TimelineBlock:
         if not isinstance(self._trail_last, TimelineBlock):
