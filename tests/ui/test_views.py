@@ -47,11 +47,11 @@ async def test_a_focused_pane_scrolls_by_keyboard_and_end_follows_again(
         assert app.focused is pane
         view = shown_view(pane)
         await pilot.press("home")
-        assert view.scroll_y == 0
+        await wait_until(pilot, lambda: view.scroll_y == 0)
         await pilot.press("down", "down")
-        assert view.scroll_y == 2
+        await wait_until(pilot, lambda: view.scroll_y == 2)
         await pilot.press("pagedown")
-        assert view.scroll_y > 2
+        await wait_until(pilot, lambda: view.scroll_y > 2)
         stopped_at = view.scroll_y
         await wait_until(pilot, lambda: view.max_scroll_y > stopped_at + 10)
         assert view.scroll_y == stopped_at, "scrolled up, the view stays where the reader is"

@@ -38,6 +38,9 @@ class Trail(VerticalScroll, can_focus=False):
 
     def keep_following(self) -> None:
         """Scroll to the end where following and the end moved (new lines, a section grown)."""
+        for view in self.query(GrowingText):
+            if view.text and not view.row_count:
+                view.on_resize()  # written before it had a width, and no resize came after
         if self.following and self.scroll_y < self.max_scroll_y:
             self.scroll_end(animate=False, immediate=True)
 
