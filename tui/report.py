@@ -33,12 +33,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tui.config import ConfigError, Settings
 from tui.streaming.metrics import Distribution
+from tui.streaming.record import prediction_json
 from tui.streaming.safe_text import hide_secrets, hide_secrets_in
 from tui.streaming.timeline import ThroughputTimeline, TimedStream
 
 if TYPE_CHECKING:  # the history CLI reads reports without importing DSPy
-    from tui.streaming.runner import StreamRun
-    from tui.streaming.session import StreamSession
+    from tui.streaming.session_base import LiveStream as StreamRun
+    from tui.streaming.session_base import SessionBase as StreamSession
 
 SLO_FIGURES = ("ttft", "tpot", "e2el")  # the figures vLLM's --goodput accepts
 _SLO_UNITS_MS = {"ms": 1.0, "s": 1000.0, "us": 0.001}
@@ -180,31 +181,6 @@ class StreamFigures:
             return False
         seconds = {"ttft": self.ttft, "tpot": self.tpot or 0.0, "e2el": self.e2el}
         return all(seconds[name] is not None and seconds[name] * 1000 <= ms for name, ms in slo.items())
-
-
-def json_value(value: Any) -> Any:
-    """A Prediction's value as JSON: numbers and lists as themselves, Pydantic models as objects."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, dict):
-        return {str(k): json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_value(v) for v in value]
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        try:
-            return json_value(dump(mode="json"))
-        except Exception:
-            pass
-    return str(value)
-
-
-def prediction_json(prediction: Any) -> dict[str, Any]:
-    """Every field of the final Prediction; {} when there is none."""
-    if prediction is None or not hasattr(prediction, "keys"):
-        return {}
-    names = list(prediction.keys())
-    return {name: json_value(prediction.get(name)) for name in names}
 
 
 def _total(values: Sequence[float | int | None]) -> float | int | None:

@@ -13,7 +13,6 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from typing import Any
 
 import dspy
@@ -42,6 +41,7 @@ from tui.streaming.faults import InjectedFault, StreamIncomplete, StreamStalled,
 from tui.streaming.metrics import StreamMetrics
 from tui.streaming.program_info import ProgramInfo
 from tui.streaming.program_status import ProgramStatusProvider, status_kind
+from tui.streaming.record import AttemptRecord, StreamJob, StreamRecord
 
 log = logging.getLogger(__name__)
 _WAKE = object()
@@ -102,54 +102,6 @@ def program_for(settings: Settings) -> Any:
     if key not in _PROGRAMS:
         _PROGRAMS[key] = load_program(settings)
     return _PROGRAMS[key]
-
-
-@dataclass(frozen=True)
-class StreamJob:
-    """One question to stream, and the stream's place among its siblings.
-
-    `question` is the text shown for the stream; `inputs` maps each of the program's input
-    fields to its value (empty: the program's one input field is `question`).
-    """
-
-    question: str
-    stream_id: int = 0
-    inputs: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def program_inputs(self) -> dict[str, str]:
-        return dict(self.inputs) if self.inputs else {"question": self.question}
-
-
-@dataclass
-class AttemptRecord:
-    """What one attempt produced before it ended: kept, so no partial answer is lost."""
-
-    number: int
-    text: dict[str, str]
-    error: str = ""
-
-
-@dataclass
-class StreamRecord:
-    """Everything a stream produced, across attempts: the saved transcript's source."""
-
-    question: str
-    attempts: list[AttemptRecord] = field(default_factory=list)
-    prediction: Any = None
-    error: str = ""
-
-    @property
-    def current(self) -> dict[str, str]:
-        return self.attempts[-1].text if self.attempts else {}
-
-    def field_text(self, name: str) -> str:
-        return self.current.get(name, "")
-
-    @property
-    def text(self) -> str:
-        """The delivered attempt's text, fields in streaming order."""
-        return "\n\n".join(t for t in self.current.values() if t)
 
 
 class StreamRun:

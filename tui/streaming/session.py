@@ -1,89 +1,46 @@
-"""A set of streams that share one model, one adapter and one concurrency limit."""
+"""A set of streams that share one model, one adapter and one concurrency limit, run in this
+process (`--workers 0`, the workers themselves, and the core's unit tests)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from tui.config import Settings
 from tui.models.lm_factory import make_stream_listeners, model_status_updates
-from tui.streaming.events import StreamEvent
-from tui.streaming.metrics import RunSummary, summarize
 from tui.streaming.program_info import ProgramInfo
-from tui.streaming.runner import EventObserver, StreamJob, StreamRun, program_for
+from tui.streaming.record import StreamJob
+from tui.streaming.runner import StreamRun, program_for
+from tui.streaming.session_base import (
+    FAULTED_STREAM,
+    RECOVERY_MODES,
+    RECOVERY_SEED,
+    EmptyQuestion,
+    MissingInputs,
+    SessionBase,
+    StreamWatcher,
+)
 
-RECOVERY_MODES = ("recovery", "demo")
-RECOVERY_SEED = 2024
-FAULTED_STREAM = 1  # its first attempt fails on purpose in the recovery and demo modes
-
-
-class EmptyQuestion(ValueError):
-    def __init__(self) -> None:
-        super().__init__("the question is empty: type a question, then press Enter")
-
-
-class MissingInputs(EmptyQuestion):
-    """Some of the program's input fields have no value: the question box refuses it as empty."""
-
-    def __init__(self, missing: list[str], *, several: bool = False) -> None:
-        self.missing = missing
-        if several:  # one text for a program with several input fields
-            ValueError.__init__(self, f"the program's inputs are {', '.join(missing)}: give each a value")
-            return
-        ValueError.__init__(
-            self, f"the program needs {', '.join(missing)}: give a value for each input field"
-        )
+__all__ = [
+    "FAULTED_STREAM", "RECOVERY_MODES", "RECOVERY_SEED", "EmptyQuestion", "MissingInputs",
+    "StreamSession", "StreamWatcher",
+]  # fmt: skip
 
 
-class StreamWatcher(Protocol):
-    """Follows every stream of a session, whoever consumes it: an `--output` file, headless stdout."""
-
-    def started(self, run: StreamRun) -> None: ...
-
-    def feed(self, run: StreamRun, event: StreamEvent) -> None: ...
-
-
-class StreamSession:
-    """Creates the streams of one run and keeps them for the summary and the saved transcript.
+class StreamSession(SessionBase):
+    """Streams run as tasks of this process's event loop.
 
     The LM and adapter are built on first use, so a bad model string is reported when the
     first question is asked, as a one-line `ModelError`.
     """
 
     def __init__(self, settings: Settings, *, lm: Any = None, adapter: Any = None, seed: int | None = None):
-        self.settings = settings
+        super().__init__(settings, seed=seed)
         self._lm = lm
         self._adapter = adapter
         self._limiter: asyncio.Semaphore | None = None
         self._program: Any = None
-        if seed is None and self.shows_recovery:
-            seed = RECOVERY_SEED  # the same show every time
-        self._rng = random.Random(seed)
-        self.runs: list[StreamRun] = []
-        self.started_at: float | None = None
-        # Called with every new run, e.g. to store it in the history when it ends.
-        self.on_new_run: Callable[[StreamRun], None] | None = None
-        self._watchers: list[StreamWatcher] = []
-        self._observers: list[EventObserver] = []  # the watchers' `feed`, shared by every run
-
-    def watch(self, watcher: StreamWatcher) -> None:
-        """Tell `watcher` of every stream started from now on, and of each of its events."""
-        self._watchers.append(watcher)
-        self._observers.append(watcher.feed)
-
-    def unwatch(self, watcher: StreamWatcher) -> None:
-        if watcher in self._watchers:
-            self._watchers.remove(watcher)
-            self._observers.remove(watcher.feed)
-
-    def _announce(self, run: StreamRun) -> None:
-        for watcher in list(self._watchers):
-            watcher.started(run)
-        if self.on_new_run is not None:
-            self.on_new_run(run)
 
     def ensure_model(self) -> None:
         """Build the LM and adapter now; raises `tui.models.ModelError` on a bad model or key."""
@@ -103,96 +60,23 @@ class StreamSession:
         self.ensure_program()
         return self._program.info
 
-    @property
-    def shows_recovery(self) -> bool:
-        """Recovery and demo modes on the embedded model fail some attempts on purpose, to show retries."""
-        return self.settings.mode in RECOVERY_MODES and self.settings.is_local
-
-    @property
-    def fault_rate(self) -> float:
-        """Random injected faults: recovery mode on the embedded model only."""
-        if self.settings.mode == "recovery" and self.settings.is_local:
-            return self.settings.fault_rate
-        return 0.0
-
-    def new_run(self, question_or_inputs: str | Mapping[str, str]) -> StreamRun:
-        """A stream for one question (the program's one input) or one value per input field."""
-        self.ensure_program()
-        question, inputs = self._job_inputs(question_or_inputs)
-        run = self._make_run(StreamJob(question, stream_id=len(self.runs) + 1, inputs=inputs))
-        if self.shows_recovery and self.settings.max_retries > 0 and run.job.stream_id == FAULTED_STREAM:
-            run.forced_faults = 1  # whatever the dice say, one stream shows a retry
-        self.runs.append(run)
-        self._announce(run)
-        return run
-
-    def rerun(self, earlier: StreamRun) -> StreamRun:
-        """Ask `earlier`'s question again as the same stream: the new run takes its place and number.
-
-        The earlier run is cancelled if still going; its attempts stay in the new run's record,
-        so a saved session keeps them, while every count sees one outcome per stream.
-        """
-        run = self._make_run(earlier.job)
-        if earlier.terminal is None and earlier.record.attempts and not earlier.record.attempts[-1].error:
-            earlier.record.attempts[-1].error = "cancelled: asked again"  # before its cancel lands
-        earlier.cancel()
-        run.record.attempts = list(earlier.record.attempts)
-        index = next((i for i, r in enumerate(self.runs) if r is earlier), None)
-        if index is None:
-            self.runs.append(run)
-        else:
-            self.runs[index] = run
-        self._announce(run)
-        return run
-
-    def _make_run(self, job: StreamJob) -> StreamRun:
+    def _make_run(self, job: StreamJob, *, limited: bool = True) -> StreamRun:
         self.ensure_model()
+        self.ensure_program()
         if self._limiter is None:
             self._limiter = asyncio.Semaphore(self.settings.concurrency)
-        if self.started_at is None:
-            self.started_at = time.monotonic()
+        self._mark_started()
         run = StreamRun(
             job,
             self.settings,
             self._lm,
             self._adapter,
             fault_rate=self.fault_rate,
-            rng=random.Random(self._rng.random()),
-            limiter=self._limiter,
+            rng=random.Random(self._run_seed()),
+            limiter=self._limiter if limited else None,
             listener_factory=make_stream_listeners,
             status_updates=model_status_updates,
             program=self._program,
         )
         run.observers = self._observers
         return run
-
-    def shown_question(self, given: str | Mapping[str, str]) -> str:
-        """The text a stream is shown by: the question, or the last input field's value."""
-        return self._job_inputs(given)[0]
-
-    def _job_inputs(self, given: str | Mapping[str, str]) -> tuple[str, dict[str, str]]:
-        """The text shown for the stream, and the value of every input field of the program."""
-        self.ensure_program()
-        fields = self._program.info.inputs
-        if isinstance(given, str):
-            question = given.strip()
-            if not question:
-                raise EmptyQuestion()
-            if len(fields) > 1:
-                raise MissingInputs(list(fields), several=True)
-            return question, {fields[0]: question}
-        inputs = {name: str(value) for name, value in given.items()}
-        missing = [name for name in fields if not inputs.get(name, "").strip()]
-        if missing and len(missing) == len(fields):
-            raise EmptyQuestion()
-        if missing:
-            raise MissingInputs(missing)
-        shown = inputs[fields[-1]].strip() if len(fields) > 1 else inputs[fields[0]].strip()
-        return shown, {name: inputs[name] for name in fields}
-
-    def summary(self) -> RunSummary:
-        duration = time.monotonic() - self.started_at if self.started_at is not None else 0.0
-        ends = [r.metrics.ended_at for r in self.runs if r.metrics.ended_at is not None]
-        if self.started_at is not None and ends and all(r.terminal for r in self.runs):
-            duration = max(ends) - self.started_at
-        return summarize([r.metrics for r in self.runs], duration)
