@@ -25,6 +25,7 @@ from textual.pilot import Pilot  # noqa: E402
 from tests.support.openai_server import Behaviour, OpenAIServer  # noqa: E402
 from tui.app import StreamDashboard  # noqa: E402
 from tui.config import Settings  # noqa: E402
+from tui.streaming.session import StreamSession  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 SIZE = (140, 42)
@@ -85,7 +86,7 @@ async def picture(
     clock = settings.pop("clock", frozen_clock)
     config = Settings(model="openai/test-model", api_base=server.base_url, retry_delay=0.0)
     config = config.replace(**settings)
-    app = StreamDashboard(config, questions, clock=clock, steady=True)
+    app = StreamDashboard(config, questions, session=StreamSession(config), clock=clock, steady=True)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
         await pilot.pause(0.4)

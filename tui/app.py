@@ -33,7 +33,7 @@ from tui.screens.quit import QuitScreen
 from tui.screens.save import SaveScreen
 from tui.screens.summary import SummaryScreen
 from tui.screens.table import TableScreen
-from tui.streaming.session import StreamSession
+from tui.streaming.session_base import SessionBase as StreamSession
 from tui.transcript import default_path, save_session
 from tui.widgets.global_status import total_tokens_per_s
 from tui.widgets.merged_log import MergedLog
@@ -92,7 +92,7 @@ class StreamDashboard(App[int]):
         settings: Settings,
         questions: Sequence[str] = (),
         *,
-        session: StreamSession | None = None,
+        session: StreamSession,
         clock: Callable[[], float] = time.monotonic,
         tick_hz: float = TICK_HZ,
         steady: bool = False,
@@ -105,7 +105,7 @@ class StreamDashboard(App[int]):
         super().__init__()
         self.settings = settings
         self.questions = initial_questions(settings.mode, questions)
-        self.session = session or StreamSession(settings)
+        self.session = session
         self.clock = clock
         self.tick_hz = tick_hz
         self.steady = steady

@@ -16,6 +16,7 @@ from tui.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 if TYPE_CHECKING:
     from tui.headless import HeadlessRun
     from tui.questions import QuestionFeed
+    from tui.streaming.session_base import SessionBase
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-delay", help="first backoff delay in seconds, doubled each retry (2)")
     p.add_argument("--timeout", help="most seconds to wait for the first token or between two (60)")
     p.add_argument("--concurrency", help="most streams live at once (8)")
+    p.add_argument(
+        "--workers",
+        help="processes DSPy runs in (default: one per usable core; the embedded model uses one);"
+        " 0 runs it in this process, for debugging",
+    )
     p.add_argument("--max-tokens", help="most tokens per answer")
     p.add_argument("--temperature", help="sampling temperature")
     p.add_argument("--fault-rate", help="share of attempts that fail on purpose in recovery mode (0.3)")
@@ -134,7 +140,7 @@ def _version() -> str:
 SETTING_FLAGS = (
     "mode", "program", "signature", "instructions", "tools", "load", "allow_pickle",
     "model", "api_base", "adapter", "buffer_size", "max_retries", "retry_delay",
-    "timeout", "concurrency", "max_tokens", "temperature", "fault_rate", "repeat", "slo", "cache",
+    "timeout", "concurrency", "workers", "max_tokens", "temperature", "fault_rate", "repeat", "slo", "cache",
 )  # fmt: skip
 
 
@@ -160,7 +166,9 @@ def parse_inputs(pairs: Sequence[str], configured: Sequence[tuple[str, str]] = (
     return inputs
 
 
-def gather_questions(args: argparse.Namespace, settings: Settings, err: IO[str]) -> QuestionFeed:
+def gather_questions(
+    args: argparse.Namespace, settings: Settings, err: IO[str], fields: tuple[str, ...]
+) -> QuestionFeed:
     """Questions (text, or one value per input field) from the command line and the questions
     file, `repeat` times over, read as they are asked."""
     from tui.questions import Problem, QuestionFeed, QuestionsFileError, iter_questions
@@ -169,7 +177,6 @@ def gather_questions(args: argparse.Namespace, settings: Settings, err: IO[str])
     if any(not q.strip() for q in asked):
         raise ConfigError('a question is empty: give some text, e.g. dspy-stream "What is Rust?"')
     given = parse_inputs(getattr(args, "inputs", []) or [], settings.inputs)
-    fields = _input_fields(settings)
     unknown = [name for name in given if name not in fields]
     if unknown:
         raise ConfigError(f"--input {unknown[0]}: the program's inputs are {', '.join(fields)}")
@@ -205,12 +212,6 @@ def gather_questions(args: argparse.Namespace, settings: Settings, err: IO[str])
             lambda _first: DEMO_QUESTIONS, settings.repeat, total=len(DEMO_QUESTIONS) * settings.repeat
         )
     return feed
-
-
-def _input_fields(settings: Settings) -> tuple[str, ...]:
-    from tui.streaming.runner import program_for
-
-    return program_for(settings).info.inputs
 
 
 def _fill_inputs(questions: list, given: dict[str, str], fields: tuple[str, ...]) -> list:
@@ -265,11 +266,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         flags = {name: getattr(args, name) for name in SETTING_FLAGS}
         settings = load_settings(flags, config_path=args.config)
         _register_secrets(settings)
-        questions = gather_questions(args, settings, err)
+        session = open_session(settings)
+    except Exception as exc:
+        return _report_error(exc, err)
+    try:
+        questions = gather_questions(args, settings, err, session.program_info.inputs)
         headless = args.headless or args.jsonl or not sys.stdout.isatty()
         if headless and not questions:
             raise ConfigError('no question given: pass one, e.g. dspy-stream --headless "What is Rust?"')
-        code = _run(args, settings, questions, headless)
+        code = _run(args, settings, questions, headless, session)
         _leave_the_heap_to_exit()
         return code
     except KeyboardInterrupt:
@@ -277,6 +282,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:
         return _report_error(exc, err)
+    finally:
+        session.close()
+
+
+def open_session(settings: Settings) -> SessionBase:
+    """Where this run's streams run: worker processes (this process never imports DSPy), or this
+    process with `--workers 0`. Logging goes to its file first, or the log directory is refused."""
+    if settings.workers == 0:
+        import dspy  # noqa: F401 - imported before logging is routed: DSPy installs its own handler
+    _route_logs()
+    if settings.workers == 0:
+        from tui.streaming.session import StreamSession
+
+        return StreamSession(settings)
+    from tui.engine.remote import RemoteSession
+
+    return RemoteSession(settings, workers=settings.workers)
+
+
+def _route_logs() -> None:
+    from tui.logs import send_logs_to_file
+
+    try:
+        send_logs_to_file()
+    except OSError as exc:
+        from tui.logs import log_path
+
+        raise ConfigError(
+            f"log directory {log_path().parent} cannot be written: {exc.strerror or exc}"
+            " (set XDG_STATE_HOME to move it)"
+        ) from None
 
 
 def _leave_the_heap_to_exit() -> None:
@@ -293,7 +329,7 @@ def _report_error(exc: BaseException, err: IO[str]) -> int:
     from tui.models.errors import ModelError
     from tui.questions import QuestionsFileError
     from tui.streaming.faults import redact
-    from tui.streaming.session import EmptyQuestion, MissingInputs
+    from tui.streaming.session_base import EmptyQuestion, MissingInputs
 
     expected = (ConfigError, ModelError, QuestionsFileError, EmptyQuestion, MissingInputs, OSError)
     if isinstance(exc, expected):
@@ -304,22 +340,14 @@ def _report_error(exc: BaseException, err: IO[str]) -> int:
     return EXIT_FAILED
 
 
-def _run(args: argparse.Namespace, settings: Settings, questions: QuestionFeed, headless: bool) -> int:
-    import dspy  # noqa: F401 - imported before logging is routed: DSPy installs its own handler
-
-    from tui.logs import send_logs_to_file
-
-    try:
-        send_logs_to_file()
-    except OSError as exc:
-        from tui.logs import log_path
-
-        raise ConfigError(
-            f"log directory {log_path().parent} cannot be written: {exc.strerror or exc}"
-            " (set XDG_STATE_HOME to move it)"
-        ) from None
+def _run(
+    args: argparse.Namespace,
+    settings: Settings,
+    questions: QuestionFeed,
+    headless: bool,
+    session: SessionBase,
+) -> int:
     from tui.report import parse_slo, report_format
-    from tui.streaming.session import StreamSession
 
     # Bad names, targets and models fail here, in one line, before a dashboard or a run starts.
     if args.report is not None:
@@ -327,7 +355,6 @@ def _run(args: argparse.Namespace, settings: Settings, questions: QuestionFeed, 
     check_output_paths(args)
     if settings.slo:
         parse_slo(settings.slo)
-    session = StreamSession(settings)
     session.ensure_program()
     session.ensure_model()
     unreachable = unreachable_server(settings)
@@ -464,18 +491,9 @@ def check_output_paths(args: argparse.Namespace) -> None:
 
 def _register_secrets(settings: Settings) -> None:
     """A password in --api-base is hidden by the one redaction every writer uses."""
-    from urllib.parse import unquote, urlsplit
+    from tui.streaming.safe_text import register_url_password
 
-    from tui.streaming.safe_text import register_secret
-
-    if settings.api_base:
-        try:
-            password = urlsplit(settings.api_base).password
-        except ValueError:
-            return
-        if password:
-            register_secret(password)
-            register_secret(unquote(password))
+    register_url_password(settings.api_base)
 
 
 def redact_line(text: str) -> str:

@@ -45,6 +45,8 @@ class Settings:
     max_retry_wait: float = 30.0
     timeout: float = 60.0
     concurrency: int = 8
+    # Processes DSPy runs in; None: one per usable core; 0: in this process (debugging).
+    workers: int | None = None
     max_tokens: int | None = None
     temperature: float | None = None
     cache: bool = False
@@ -161,6 +163,8 @@ def _check(settings: Settings) -> None:
         raise bad("max_retry_wait", "must be 0 or more seconds")
     if settings.timeout <= 0:
         raise bad("timeout", "must be more than 0 seconds")
+    if settings.workers is not None and not 0 <= settings.workers <= 256:
+        raise bad("workers", "must be 0 (in this process) to 256")
     if settings.concurrency < 1:
         raise bad("concurrency", "must be at least 1")
     if settings.max_tokens is not None and settings.max_tokens < 1:

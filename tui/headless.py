@@ -22,9 +22,9 @@ from tui.output.answers import AnswerFile, RawAnswer, answer_fields, answer_writ
 from tui.output.guarded import GuardedOut
 from tui.questions import QuestionsFileError
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, Token
-from tui.streaming.runner import StreamRun
 from tui.streaming.safe_text import hide_secrets, visible
-from tui.streaming.session import StreamSession
+from tui.streaming.session_base import LiveStream as StreamRun
+from tui.streaming.session_base import SessionBase
 
 __all__ = ["EXIT_OK", "GuardedOut", "HeadlessRun", "status_line"]
 
@@ -79,12 +79,13 @@ class HeadlessRun:
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
     output: Path | None = None
-    session: StreamSession | None = None
+    session: SessionBase | None = None  # required: where the streams run
     jsonl: bool = False
     several: bool | None = None
 
     def __post_init__(self) -> None:
-        self.session = self.session or StreamSession(self.settings)
+        if self.session is None:
+            raise TypeError("HeadlessRun needs the session its streams run in")
         if self.several is None:
             self.several = not isinstance(self.questions, Sized) or len(self.questions) > 1
         self.stdout = GuardedOut(self.stdout)  # type: ignore[assignment]

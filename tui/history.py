@@ -40,8 +40,8 @@ from tui.report import (
 from tui.streaming.safe_text import hide_secrets
 
 if TYPE_CHECKING:
-    from tui.streaming.runner import StreamRun
-    from tui.streaming.session import StreamSession
+    from tui.streaming.session_base import LiveStream as StreamRun
+    from tui.streaming.session_base import SessionBase as StreamSession
 
 log = logging.getLogger(__name__)
 ENDED_STATES = ("done", "failed", "cancelled")

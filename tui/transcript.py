@@ -15,10 +15,10 @@ from typing import Any
 from tui import __version__
 from tui.config import Settings
 from tui.report import prediction_json
-from tui.streaming.faults import hide_secrets
 from tui.streaming.metrics import RunSummary
-from tui.streaming.runner import StreamRun
-from tui.streaming.session import StreamSession
+from tui.streaming.safe_text import hide_secrets
+from tui.streaming.session_base import LiveStream as StreamRun
+from tui.streaming.session_base import SessionBase as StreamSession
 from tui.widgets.figures import DASH
 from tui.widgets.sanitize import sanitize
 

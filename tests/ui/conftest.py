@@ -11,6 +11,7 @@ from textual.pilot import Pilot
 from tests.support.openai_server import OpenAIServer
 from tui.app import StreamDashboard
 from tui.config import Settings
+from tui.streaming.session import StreamSession
 from tui.widgets.stream_pane import StreamPane
 
 FROZEN_NOW = 1000.0
@@ -34,8 +35,10 @@ def make_app(openai_server: OpenAIServer) -> Callable[..., StreamDashboard]:
     def make(questions: Sequence[str] = (), *, frozen: bool = False, **changes: object) -> StreamDashboard:
         settings = server_settings(openai_server, **changes)
         if frozen:
-            return StreamDashboard(settings, questions, clock=frozen_clock, steady=True)
-        return StreamDashboard(settings, questions, steady=True)
+            return StreamDashboard(
+                settings, questions, session=StreamSession(settings), clock=frozen_clock, steady=True
+            )
+        return StreamDashboard(settings, questions, session=StreamSession(settings), steady=True)
 
     return make
 

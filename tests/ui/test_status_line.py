@@ -6,6 +6,7 @@ from tests.support.openai_server import Behaviour, OpenAIServer
 from tests.ui.conftest import SIZE, all_ended, panes, server_settings, wait_until
 from tui.app import StreamDashboard
 from tui.streaming.metrics import StreamMetrics
+from tui.streaming.session import StreamSession
 from tui.widgets.figures import DASH
 from tui.widgets.stream_status import StatusFacts, StreamStatus, status_content
 
@@ -26,7 +27,12 @@ def status_of(app: StreamDashboard, index: int = 0) -> str:
 
 async def test_an_answer_cut_by_the_token_limit_is_marked_truncated(openai_server: OpenAIServer):
     openai_server.reset(Behaviour(tokens=12, finish_reason="length"))
-    app = StreamDashboard(server_settings(openai_server), ["What is Rust?"], steady=True)
+    app = StreamDashboard(
+        settings := server_settings(openai_server),
+        ["What is Rust?"],
+        session=StreamSession(settings),
+        steady=True,
+    )
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, all_ended(app))
         await wait_until(pilot, lambda: "truncated" in status_of(app))
@@ -37,7 +43,12 @@ async def test_an_answer_cut_by_the_token_limit_is_marked_truncated(openai_serve
 
 async def test_a_whole_answer_is_not_marked_truncated(openai_server: OpenAIServer):
     openai_server.reset(Behaviour(tokens=12))
-    app = StreamDashboard(server_settings(openai_server), ["What is Rust?"], steady=True)
+    app = StreamDashboard(
+        settings := server_settings(openai_server),
+        ["What is Rust?"],
+        session=StreamSession(settings),
+        steady=True,
+    )
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, all_ended(app))
         await wait_until(pilot, lambda: "done" in status_of(app))
@@ -48,7 +59,9 @@ async def test_a_stall_is_said_with_the_time_left_before_the_timeout(openai_serv
     openai_server.reset(Behaviour(tokens=60, stall_after=6, stall_timeout=30))
     clock = MovableClock()
     settings = server_settings(openai_server, timeout=60.0)
-    app = StreamDashboard(settings, ["What is Rust?"], clock=clock, steady=True)
+    app = StreamDashboard(
+        settings, ["What is Rust?"], session=StreamSession(settings), clock=clock, steady=True
+    )
     async with app.run_test(size=SIZE) as pilot:
         await openai_server.until(lambda: any(r.outcome == "stalled" for r in openai_server.completions))
         await wait_until(pilot, lambda: panes(app)[0].state_at(clock()) == "streaming")
@@ -62,7 +75,12 @@ async def test_a_stall_is_said_with_the_time_left_before_the_timeout(openai_serv
 
 async def test_three_tokens_make_no_rate(openai_server: OpenAIServer):
     openai_server.reset(Behaviour(tokens=3, raw=True))
-    app = StreamDashboard(server_settings(openai_server, adapter="plain"), ["Hi?"], steady=True)
+    app = StreamDashboard(
+        settings := server_settings(openai_server, adapter="plain"),
+        ["Hi?"],
+        session=StreamSession(settings),
+        steady=True,
+    )
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, all_ended(app))
         await wait_until(pilot, lambda: "done" in status_of(app))

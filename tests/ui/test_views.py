@@ -36,12 +36,15 @@ def shown_view(pane):
 async def test_a_focused_pane_scrolls_by_keyboard_and_end_follows_again(
     make_app, openai_server: OpenAIServer
 ):
-    openai_server.reset(Behaviour(text=LONG, raw=True, tokens_per_s=40))
+    openai_server.reset(
+        Behaviour(text=LONG, raw=True, tokens_per_s=15)
+    )  # live throughout, even on a slow machine
     app = make_app(["Count?"], adapter="plain")
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: len(panes(app)) == 1)
         pane = panes(app)[0]
-        await wait_until(pilot, lambda: shown_view(pane).max_scroll_y > 20)
+        # More than a page below the third line: PageDown must not reach the end (which follows again).
+        await wait_until(pilot, lambda: shown_view(pane).max_scroll_y > shown_view(pane).size.height + 12)
         pane.focus()
         await pilot.pause()
         assert app.focused is pane

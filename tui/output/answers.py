@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from tui.output.guarded import GuardedOut
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, Token
-from tui.streaming.runner import StreamRun
 from tui.streaming.safe_text import hide_secrets, visible
+
+if TYPE_CHECKING:
+    from tui.streaming.session_base import LiveStream as StreamRun
 
 # docker compose's service colours, in its order: cyan, yellow, green, magenta, blue, red.
 TAG_COLOURS = ("36", "33", "32", "35", "34", "31")

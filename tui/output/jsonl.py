@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, Token
-from tui.streaming.runner import StreamRun
 from tui.streaming.safe_text import hide_secrets
+
+if TYPE_CHECKING:
+    from tui.streaming.session_base import LiveStream as StreamRun
 
 
 class JsonlEvents:

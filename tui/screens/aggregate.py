@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,9 +11,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from tui.config import Settings
-from tui.streaming.runner import StreamRun
 from tui.widgets.global_status import GlobalStatusBar
 from tui.widgets.merged_log import MergedLog, MergedLogView
+
+if TYPE_CHECKING:
+    from tui.streaming.session_base import LiveStream as StreamRun
 
 
 class AggregateScreen(Screen[None]):

@@ -18,7 +18,8 @@ from tui.config import Settings
 from tui.models.errors import ModelError
 from tui.streaming.events import Failed
 from tui.streaming.program_info import ProgramInfo
-from tui.streaming.session import EmptyQuestion, MissingInputs, StreamSession
+from tui.streaming.session_base import EmptyQuestion, MissingInputs
+from tui.streaming.session_base import SessionBase as StreamSession
 from tui.widgets.batch_progress import BatchProgress
 from tui.widgets.entry_form import EntryForm, FieldInput
 from tui.widgets.global_status import GlobalStatusBar

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from textual.content import Content
 from textual.widgets import Static
 
-from tui.streaming.runner import StreamRun
 from tui.widgets.figures import rate
 from tui.widgets.sanitize import one_line
+
+if TYPE_CHECKING:
+    from tui.streaming.session_base import LiveStream as StreamRun
 
 SEPARATOR = Content.styled(" │ ", "$text-muted")
 DOT = Content.styled(" · ", "$text-muted")

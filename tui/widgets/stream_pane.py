@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -27,7 +28,6 @@ from textual.worker import Worker, WorkerState
 
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, TerminalEvent, Token
 from tui.streaming.program_info import ProgramInfo
-from tui.streaming.runner import StreamRun
 from tui.widgets.field_section import FieldSection, TimelineBlock, Trail, format_value
 from tui.widgets.figures import count, seconds
 from tui.widgets.markdown_view import MarkdownView
@@ -35,6 +35,9 @@ from tui.widgets.merged_log import MergedLog
 from tui.widgets.sanitize import one_line, sanitize
 from tui.widgets.stream_status import StatusFacts, StreamStatus, retry_text
 from tui.widgets.stream_text import StreamText
+
+if TYPE_CHECKING:
+    from tui.streaming.session_base import LiveStream as StreamRun
 
 log = logging.getLogger(__name__)
 TERMINAL_STATES = {Done: "done", Failed: "failed", Cancelled: "cancelled"}
