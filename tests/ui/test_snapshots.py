@@ -26,8 +26,15 @@ def drained(app: StreamDashboard) -> Callable[[], bool]:
     return lambda: all(pane.run.queue.empty() and not pane.has_pending for pane in panes(app))
 
 
-def held(server: OpenAIServer, streams: int) -> Callable[[], bool]:
-    return lambda: sum(r.outcome == "stalled" for r in server.completions) == streams
+def held(server: OpenAIServer, app: StreamDashboard, streams: int) -> Callable[[], bool]:
+    """The server holds `streams` streams, and every chunk it sent before holding them was read."""
+
+    def holding() -> bool:
+        stalled = [r for r in server.completions if r.outcome == "stalled"]
+        read = sum(pane.run._lm_chunks for pane in panes(app))
+        return len(stalled) == streams and read >= sum(r.tokens_sent for r in stalled)
+
+    return holding
 
 
 def test_empty_dashboard(snap_compare, make_app):
@@ -44,7 +51,7 @@ def test_three_streams_mid_flight(snap_compare, make_app, openai_server: OpenAIS
 
     async def run_before(pilot: Pilot) -> None:
         await wait_until(pilot, lambda: len(panes(app)) == 3)
-        await wait_until(pilot, held(openai_server, 3))
+        await wait_until(pilot, held(openai_server, app, 3))
         await wait_until(pilot, drained(app))
         await settle(pilot)
 
@@ -105,7 +112,7 @@ def test_three_streams_at_80x24(snap_compare, make_app, openai_server: OpenAISer
 
     async def run_before(pilot: Pilot) -> None:
         await wait_until(pilot, lambda: len(panes(app)) == 3)
-        await wait_until(pilot, held(openai_server, 3))
+        await wait_until(pilot, held(openai_server, app, 3))
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
@@ -121,7 +128,7 @@ def test_six_streams_at_120x30(snap_compare, make_app, openai_server: OpenAIServ
 
     async def run_before(pilot: Pilot) -> None:
         await wait_until(pilot, lambda: len(panes(app)) == 6)
-        await wait_until(pilot, held(openai_server, 6))
+        await wait_until(pilot, held(openai_server, app, 6))
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=(120, 30), run_before=run_before)
