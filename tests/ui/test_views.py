@@ -44,7 +44,11 @@ async def test_a_focused_pane_scrolls_by_keyboard_and_end_follows_again(
         await wait_until(pilot, lambda: len(panes(app)) == 1)
         pane = panes(app)[0]
         # More than a page below the third line: PageDown must not reach the end (which follows again).
-        await wait_until(pilot, lambda: shown_view(pane).max_scroll_y > shown_view(pane).size.height + 12)
+        # The current pane shows Markdown once it has caught up with the text: scroll that view.
+        await wait_until(
+            pilot,
+            lambda: pane._showing_markdown and pane._markdown.max_scroll_y > pane._markdown.size.height + 12,
+        )
         pane.focus()
         await pilot.pause()
         assert app.focused is pane
