@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import pty
+import signal
 import struct
 import subprocess
 import termios
@@ -75,6 +76,15 @@ class TerminalProcess:
     def send(self, data: bytes) -> None:
         os.write(self.leader, data)
 
+    def close_terminal(self) -> None:
+        """The terminal's window is closed: from now on every write to it fails."""
+        leader, self.leader = self.leader, -1
+        os.close(leader)
+
+    def hang_up(self) -> None:
+        """The SIGHUP that follows a closed terminal."""
+        os.killpg(self.process.pid, signal.SIGHUP)
+
     def wait(self, timeout: float = 30.0) -> int:
         code = self.process.wait(timeout)
         self._reader.join(5)
@@ -85,8 +95,9 @@ class TerminalProcess:
             self.process.kill()
             self.process.wait(10)
         self._reader.join(5)
-        with contextlib.suppress(OSError):
-            os.close(self.leader)
+        if self.leader >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.leader)
 
     def __enter__(self) -> TerminalProcess:
         return self

@@ -42,6 +42,9 @@ class GuardedOut:
         self.broken = exc if isinstance(exc, OSError) else OSError(str(exc))
         _silence(self.out)
 
+    def fileno(self) -> int:
+        return self.out.fileno()
+
     def isatty(self) -> bool:
         try:
             return self.out.isatty()
