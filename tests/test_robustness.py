@@ -500,6 +500,44 @@ def test_a_terminating_signal_ends_the_dashboard_like_quit(openai_server, tmp_pa
         assert f"[{number}] Q: " in written and f"[{number}] word0 word1 word2" in written, written
 
 
+def test_the_dashboard_draws_before_the_model_loads_and_a_bad_program_ends_it_in_one_line(
+    openai_server, tmp_path
+):
+    (tmp_path / "qa.py").write_text("import dspy\n\nQA = 42\n")
+    with _dashboard(openai_server, tmp_path, "--program", f"{tmp_path / 'qa.py'}:QA", "one") as term:
+        term.wait_for(lambda shown: b"Loading" in shown, what="the loading frame")
+        assert term.wait(60) == 2, term.output[-2000:]
+        after = term.output[term.output.rindex(b"\x1b[?1049l") :].decode(errors="replace")
+    assert "Traceback" not in after
+    errors = [line for line in after.splitlines() if "dspy-stream: error:" in line]
+    assert len(errors) == 1 and "QA" in errors[0], after
+    assert openai_server.completions == [], "no question ran"
+
+
+def test_a_dashboard_whose_terminal_hangs_up_still_ends_and_keeps_everything(openai_server, tmp_path):
+    """Its window closed: every write to the terminal fails, and SIGHUP follows."""
+    openai_server.default = Behaviour(text=" ".join(f"word{i}" for i in range(400)), token_delay=0.02)
+    report = tmp_path / "r.json"
+    with _dashboard(openai_server, tmp_path, "--report", str(report), "one", "two") as term:
+        term.wait_for(lambda shown: b"\x1b[?1049h" in shown, what="the alternate screen")
+        _wait_until(
+            lambda: sum(r.tokens_sent > 20 for r in openai_server.completions) == 2, what="two streams"
+        )
+        term.close_terminal()
+        sent = sum(r.tokens_sent for r in openai_server.completions)
+        # The dashboard keeps reading its streams, drawing into the void, until the signal comes.
+        _wait_until(
+            lambda: sum(r.tokens_sent for r in openai_server.completions) > sent + 250,
+            what="the streams going on with the terminal gone",
+        )
+        term.hang_up()
+        assert term.wait(30) == 128 + signal.SIGHUP
+    data = json.loads(report.read_text())
+    assert data["states"] == ["cancelled", "cancelled"]
+    assert all(text.startswith("word0 word1 word2") for text in data["generated_texts"]), data
+    assert [status for _, status in _history_runs(tmp_path)] == ["interrupted"]
+
+
 def test_the_dashboard_writes_its_output_file_in_the_headless_shape(openai_server, tmp_path):
     openai_server.default = Behaviour(text="alpha beta\ngamma delta")
     output = tmp_path / "answers.txt"

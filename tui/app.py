@@ -20,11 +20,12 @@ from platformdirs import user_downloads_path
 from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.driver import Driver
 from textual.screen import Screen
 
 from tui.config import Settings
 from tui.demo import DEMO_QUESTIONS, DEMO_TIPS
-from tui.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from tui.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from tui.history import begin_recording
 from tui.screens.aggregate import AggregateScreen
 from tui.screens.dashboard import DashboardScreen
@@ -97,10 +98,15 @@ class StreamDashboard(App[int]):
         tick_hz: float = TICK_HZ,
         steady: bool = False,
         exit_when_done: bool = False,
+        prepare: Callable[[], Sequence[str]] | None = None,
+        on_prepared: Callable[[list[str]], None] | None = None,
     ) -> None:
         """`clock` drives every figure, spinner and countdown; `steady` stops blinking and animation.
 
         Tests and screenshots pass a frozen clock and `steady=True`, so what is drawn is repeatable.
+        `prepare`: run in a thread after the first frame, while the program loads in a worker; it
+        returns the questions to ask (then `on_prepared` gets them), or raises what ends the app
+        (kept in `refusal`).
         """
         super().__init__()
         self.settings = settings
@@ -112,15 +118,35 @@ class StreamDashboard(App[int]):
         self.merged = MergedLog()
         self.throughput: deque[float] = deque(maxlen=THROUGHPUT_SAMPLES)
         self.interrupted = False
-        self.exit_when_done = exit_when_done and bool(self.questions)
+        self.exit_when_done = exit_when_done and (bool(self.questions) or prepare is not None)
+        self.refusal: BaseException | None = None
+        self._prepare = prepare
+        self._on_prepared = on_prepared
         self._ticks = 0
         self._merge_every = max(1, round(tick_hz * MERGE_WINDOW_S))
         if steady:
             self.animation_level = "none"
         batch = settings.mode in BATCH_MODES or len(self.questions) > 1
         self.dashboard = DashboardScreen(
-            self.session, settings, clock=clock, merged=self.merged, batch=batch, blink=not steady
+            self.session,
+            settings,
+            clock=clock,
+            merged=self.merged,
+            batch=batch,
+            blink=not steady,
+            loading=prepare is not None,
         )
+
+    def get_driver_class(self) -> type[Driver]:
+        driver = super().get_driver_class()
+        if sys.platform != "win32":
+            from textual.drivers.linux_driver import LinuxDriver
+
+            from tui.terminal_driver import TerminalDriver
+
+            if driver is LinuxDriver:
+                return TerminalDriver
+        return driver
 
     def get_default_screen(self) -> Screen:
         return self.dashboard
@@ -133,6 +159,35 @@ class StreamDashboard(App[int]):
         freeze_startup_heap()
         self.set_interval(1 / self.tick_hz, self._tick, name="dashboard clock")
         self.set_interval(1.0, self._sample, name="throughput sampler")
+        if self._prepare is not None:
+            self.run_worker(self._load, name="load the program", thread=True, exit_on_error=False)
+            return
+        self._ask_at_start()
+
+    def _load(self) -> None:
+        assert self._prepare is not None
+        try:
+            questions = list(self._prepare())
+        except Exception as refusal:  # the front says it in one line once the terminal is back
+            self.call_from_thread(self._refused, refusal)
+            return
+        self.call_from_thread(self._prepared, questions)
+
+    def _refused(self, refusal: BaseException) -> None:
+        self.refusal = refusal
+        self.exit(EXIT_USAGE, return_code=EXIT_USAGE)
+
+    def _prepared(self, questions: list[str]) -> None:
+        self.questions = initial_questions(self.settings.mode, questions)
+        self.exit_when_done = self.exit_when_done and bool(self.questions)
+        if self._on_prepared is not None:
+            self._on_prepared(self.questions)
+        if len(self.questions) > 1:
+            self.dashboard.show_batch()
+        self.dashboard.program_ready(self.session.program_info)
+        self._ask_at_start()
+
+    def _ask_at_start(self) -> None:
         mode = self.settings.mode
         if mode == "simple" and len(self.questions) < 1:
             self.notify("Simple mode: ask one question.", timeout=4)
@@ -259,6 +314,8 @@ class StreamDashboard(App[int]):
         self._exit_with_code()
 
     def _batch_ended(self) -> bool:
+        if self.dashboard.program_loading:
+            return False
         runs = self.session.runs
         return len(runs) >= len(self.questions) and all(run.terminal is not None for run in runs)
 
@@ -301,11 +358,14 @@ def run_dashboard(
     session: StreamSession,
     questions: list[str],
     *,
+    prepare: Callable[[], Sequence[str]] | None = None,
     output: Path | None = None,
     exit_when_done: bool = False,
 ) -> int:
     """Run the dashboard full screen until the user quits; returns the process exit code.
 
+    `prepare`: run after the first frame (see `StreamDashboard`); what it raises is raised here,
+    once the terminal is restored.
     `output`: the answers written to that file as they stream, as headless writes them.
     `exit_when_done`: quit by itself once every question given at start has ended.
     SIGTERM and SIGHUP quit as a confirmed quit does (streams cancelled, partial answers kept,
@@ -316,8 +376,23 @@ def run_dashboard(
     from tui.output.answers import AnswerFile
 
     settings = session.settings
-    history, recorder = begin_recording(session, settings.mode or "interactive", questions, sys.stderr)
-    app = StreamDashboard(settings, questions, session=session, exit_when_done=exit_when_done)
+    mode = settings.mode or "interactive"
+    history, recorder = None, None
+
+    def record(asked: list[str]) -> None:
+        nonlocal history, recorder
+        history, recorder = begin_recording(session, mode, asked, sys.stderr)
+
+    if prepare is None:
+        record(questions)
+    app = StreamDashboard(
+        settings,
+        questions,
+        session=session,
+        exit_when_done=exit_when_done,
+        prepare=prepare,
+        on_prepared=record,
+    )
     answers = AnswerFile(output, several=True) if output is not None else None
     if answers is not None:
         session.watch(answers)
@@ -347,6 +422,8 @@ def run_dashboard(
         if history is not None and recorder is not None:
             recorder.finish(interrupted=app.interrupted or bool(caught))
             history.close()
+    if app.refusal is not None:
+        raise app.refusal
     if caught:
         return 128 + caught[0]
     return app.return_code or EXIT_OK

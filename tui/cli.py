@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -255,7 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tui.logs import quiet_environment
 
     quiet_environment()
-    err = sys.stderr
+    from tui.output.guarded import GuardedOut
+
+    err = GuardedOut(sys.stderr)  # a terminal that hung up must not lose the report
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["history"]:
         from tui.history_cli import history_main
@@ -270,11 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         return _report_error(exc, err)
     try:
-        questions = gather_questions(args, settings, err, session.program_info.inputs)
-        headless = args.headless or args.jsonl or not sys.stdout.isatty()
-        if headless and not questions:
-            raise ConfigError('no question given: pass one, e.g. dspy-stream --headless "What is Rust?"')
-        code = _run(args, settings, questions, headless, session)
+        check_before_run(args, settings)
+        if args.headless or args.jsonl or not sys.stdout.isatty():
+            questions = gather_questions(args, settings, err, session.program_info.inputs)
+            if not questions:
+                raise ConfigError('no question given: pass one, e.g. dspy-stream --headless "What is Rust?"')
+            code = _run(args, settings, questions, session)
+        else:
+            code = _run_dashboard(args, settings, session, err)
         _leave_the_heap_to_exit()
         return code
     except KeyboardInterrupt:
@@ -332,6 +338,9 @@ def _report_error(exc: BaseException, err: IO[str]) -> int:
     from tui.streaming.session_base import EmptyQuestion, MissingInputs
 
     expected = (ConfigError, ModelError, QuestionsFileError, EmptyQuestion, MissingInputs, OSError)
+    if isinstance(exc, ServerUnreachable):
+        err.write(f"dspy-stream: error: {redact_line(str(exc))}\n")
+        return EXIT_FAILED
     if isinstance(exc, expected):
         err.write(f"dspy-stream: error: {redact(str(exc))}\n")
         return EXIT_USAGE
@@ -340,36 +349,53 @@ def _report_error(exc: BaseException, err: IO[str]) -> int:
     return EXIT_FAILED
 
 
-def _run(
-    args: argparse.Namespace,
-    settings: Settings,
-    questions: QuestionFeed,
-    headless: bool,
-    session: SessionBase,
-) -> int:
+class ServerUnreachable(Exception):
+    """--api-base names a server that refuses connections or does not resolve (exit 1)."""
+
+
+def check_before_run(args: argparse.Namespace, settings: Settings) -> None:
+    """Bad report names, output paths and targets fail here, in one line, before anything runs."""
     from tui.report import parse_slo, report_format
 
-    # Bad names, targets and models fail here, in one line, before a dashboard or a run starts.
     if args.report is not None:
         report_format(args.report)
     check_output_paths(args)
     if settings.slo:
         parse_slo(settings.slo)
+
+
+def check_program(settings: Settings, session: SessionBase) -> None:
+    """The program and model load (in a worker), and the server answers, or the run ends here."""
     session.ensure_program()
     session.ensure_model()
     unreachable = unreachable_server(settings)
     if unreachable:
-        sys.stderr.write(f"dspy-stream: error: {redact_line(unreachable)}\n")
-        return EXIT_FAILED
-    if not headless:
-        from tui.app import run_dashboard
+        raise ServerUnreachable(unreachable)
 
+
+def _run_dashboard(args: argparse.Namespace, settings: Settings, session: SessionBase, err: IO[str]) -> int:
+    """The first frame shows while the worker loads DSPy, the program and the model; a bad one
+    still ends the dashboard as one line and exit 2 before any question runs."""
+    from tui.app import run_dashboard
+
+    warnings = io.StringIO()
+
+    def prepare() -> list:
+        check_program(settings, session)
+        return dashboard_questions(gather_questions(args, settings, warnings, session.program_info.inputs))
+
+    try:
         code = run_dashboard(
-            session, dashboard_questions(questions), output=args.output, exit_when_done=args.exit_when_done
+            session, [], prepare=prepare, output=args.output, exit_when_done=args.exit_when_done
         )
-        _write_report(args, session)
-        return code
+    finally:
+        err.write(warnings.getvalue())
+    _write_report(args, session)
+    return code
 
+
+def _run(args: argparse.Namespace, settings: Settings, questions: QuestionFeed, session: SessionBase) -> int:
+    check_program(settings, session)
     from tui.headless import HeadlessRun
     from tui.history import begin_recording
 

@@ -46,7 +46,7 @@ COMMANDS: dict[str, tuple[list[str], bytes]] = {
     # A model that needs no download: nothing is asked, so nothing connects.
     "python -m tui (dashboard)": (
         [sys.executable, "-m", "tui", "--model", "openai/test-model", "--api-base", "http://127.0.0.1:9/v1"],
-        b"No streams yet",
+        b"Loading",
     ),
     "baseline: python -c trivial Textual app": ([sys.executable, "-c", TRIVIAL_APP], b"startup-marker"),
 }

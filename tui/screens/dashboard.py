@@ -10,6 +10,7 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.events import DescendantFocus
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
@@ -44,6 +45,16 @@ With several input fields, [b]Tab[/b] moves between their boxes.
 [b]F1[/b] lists the keys, [b]Ctrl+P[/b] opens the command palette."""
 
 
+def loading_hint(settings: Settings) -> Content:
+    return Content.assemble(
+        ("Loading ", "bold"),
+        (one_line(settings.model), "bold"),
+        " and the program ",
+        (one_line(settings.program), "bold"),
+        " in a worker process…\n\nType a question meanwhile: it starts once they are ready.",
+    )
+
+
 class DashboardScreen(Screen[None]):
     """The streams of one session, each in its own pane, fed by the app's clock through `tick()`."""
 
@@ -76,7 +87,10 @@ class DashboardScreen(Screen[None]):
         merged: MergedLog,
         batch: bool = False,
         blink: bool = True,
+        loading: bool = False,
     ) -> None:
+        """`loading`: the program and model are still loading in a worker; `program_ready()`
+        says when, and questions asked meanwhile wait for it."""
         super().__init__(id="dashboard")
         self.session = session
         self.settings = settings
@@ -91,18 +105,22 @@ class DashboardScreen(Screen[None]):
         self._progress: BatchProgress | None = None
         self._announced: dict[int, tuple[object, ...]] = {}  # pane number -> what was told of it
         self._typing_into: QuestionInput | None = None  # the box typed in last
-        try:
-            self.program_info: ProgramInfo | None = session.program_info
-        except Exception:  # a bad program is reported when a question is asked, in one line
-            log.exception("could not load the program")
-            self.program_info = None
+        self.program_loading = loading
+        self._waiting: list[str | Mapping[str, str]] = []  # asked while loading
+        self.program_info: ProgramInfo | None = None
+        if not loading:
+            try:
+                self.program_info = session.program_info
+            except Exception:  # a bad program is reported when a question is asked, in one line
+                log.exception("could not load the program")
 
     def compose(self) -> ComposeResult:
         settings = self.settings
         with Vertical(id="top-bars"):  # docked: a maximised pane (F2) keeps them above it
             yield GlobalStatusBar(settings.model, settings.program, settings.mode, id="global-status")
             yield BatchProgress(id="batch-progress")
-        yield Static(EMPTY_HINT, id="empty-hint")
+        hint = loading_hint(settings) if self.program_loading else EMPTY_HINT
+        yield Static(hint, id="empty-hint", markup=not self.program_loading)
         yield PaneGrid(id="panes")
         info = self.program_info
         if info is not None and len(info.inputs) > 1:
@@ -119,12 +137,48 @@ class DashboardScreen(Screen[None]):
         boxes = list(self.query(QuestionInput))
         for box in boxes:
             box.cursor_blink = self.blink
-        if self.program_info is not None:
-            # The program, its inputs and outputs, where a newcomer looks first.
-            first = boxes[0]
-            name = first.field if isinstance(first, FieldInput) else self.program_info.primary_input
-            title = "Question" if name == "question" else name
-            first.border_title = f"{title} · {program_line(self.program_info)}"
+        self._title_boxes()
+
+    def _title_boxes(self) -> None:
+        """The program, its inputs and outputs, where a newcomer looks first."""
+        info = self.program_info
+        if info is None:
+            return
+        first = self.query(QuestionInput).first()
+        name = first.field if isinstance(first, FieldInput) else info.primary_input
+        title = "Question" if name == "question" else name
+        first.border_title = f"{title} · {program_line(info)}"
+
+    def program_ready(self, info: ProgramInfo) -> None:
+        """The worker has loaded the program: its entry boxes replace the one box, and what
+        was asked while it loaded starts now."""
+        self.program_loading = False
+        self.program_info = info
+        if len(info.inputs) > 1:
+            box = self.query_one(QuestionInput)
+            typed = box.value
+            form = EntryForm(info.inputs, id="entry-form")
+            self.mount(form, before=self.query_one(Footer))
+            box.remove()
+            self.call_after_refresh(self._focus_form, form, typed)
+        self.call_after_refresh(self._title_boxes)
+        hint = self.query_one("#empty-hint", Static)
+        hint.update(Content.from_markup(EMPTY_HINT))
+        waiting, self._waiting = self._waiting, []
+        if waiting:
+            self.ask(waiting)
+
+    def show_batch(self) -> None:
+        self.batch = True
+        if self._progress is not None:
+            self._progress.display = True
+
+    def _focus_form(self, form: EntryForm, typed: str) -> None:
+        boxes = form.inputs
+        for box in boxes:
+            box.cursor_blink = self.blink
+        boxes[0].value = typed
+        boxes[0].focus()
 
     # -- asking ---------------------------------------------------------------------------------
 
@@ -154,6 +208,14 @@ class DashboardScreen(Screen[None]):
         """
         panes = []
         questions = list(questions)
+        if self.program_loading:
+            self._waiting.extend(questions)
+            self.notify(
+                f"{len(self._waiting)} question{'s' * (len(self._waiting) != 1)} waiting:"
+                " they start once the model has loaded",
+                markup=False,
+            )
+            return panes
         for index, question in enumerate(questions):
             pane = self._new_pane(question)
             if pane is None:
