@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ENV_PREFIX = "DSPY_STREAM_"
 PROGRAMS = ("predict", "cot", "react")  # built-ins; a file.py:NAME or module:NAME also works
@@ -71,8 +72,15 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def public_dict(self) -> dict[str, Any]:
-        """The settings as saved in reports and transcripts (there are no secrets in them)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}
+        """The settings as reports, transcripts and the history keep them: keys are never in
+        them (they come from the environment), and credentials in `api_base` are dropped."""
+        saved = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}
+        if self.api_base:
+            parts = urlsplit(self.api_base)
+            host = parts.hostname or ""
+            netloc = f"{host}:{parts.port}" if parts.port else host
+            saved["api_base"] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        return saved
 
 
 def _source(sources: Mapping[str, str], name: str) -> str:

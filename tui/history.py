@@ -33,7 +33,6 @@ from tui.report import (
     StreamFigures,
     json_ready,
     parse_slo,
-    saved_settings,
     stream_figures,
     summary_figures,
 )
@@ -387,7 +386,7 @@ class RunHistory:
                     _now(),
                     settings.model,
                     mode or settings.mode,
-                    json.dumps(saved_settings(settings)),
+                    json.dumps(settings.public_dict()),
                     _owner(),
                 ),
             )

@@ -29,9 +29,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
-from tui.config import ConfigError, Settings
+from tui.config import ConfigError
 from tui.streaming.metrics import Distribution
 from tui.streaming.record import prediction_json
 from tui.streaming.safe_text import hide_secrets, hide_secrets_in
@@ -81,18 +80,6 @@ def parse_slo(text: str) -> dict[str, float]:
             raise ConfigError(f"slo {text.strip()!r}: {name} is given twice")
         targets[name] = number * _SLO_UNITS_MS[unit or "ms"]
     return targets
-
-
-def saved_settings(settings: Settings) -> dict[str, Any]:
-    """The settings as reports and the history keep them: no keys, no credentials in the URL."""
-    saved = settings.public_dict()
-    base = saved.get("api_base")
-    if base:
-        parts = urlsplit(base)
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        saved["api_base"] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    return saved
 
 
 @dataclass(frozen=True)
@@ -312,7 +299,7 @@ def build_report(
         "slo": {f"{name}_ms": ms for name, ms in (targets or {}).items()},
         **summary_figures(streams, session.summary().duration, targets),
         **per_request_lists(streams, targets),
-        "settings": saved_settings(settings),
+        "settings": settings.public_dict(),
     }
     return json_ready(report)
 
