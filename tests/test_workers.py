@@ -59,6 +59,25 @@ async def both_workers_ready(session: RemoteSession) -> None:
     await until(lambda: all(w.ready for w in pool.workers), timeout=60, what="two ready workers")
 
 
+async def test_a_batch_expected_up_front_spreads_over_every_worker_and_one_question_uses_one(
+    session_on, openai_server
+):
+    openai_server.reset(Behaviour(tokens=40))
+    single = session_on(concurrency=8)
+    single.expect(1)
+    assert (await single.new_run("alone").wait()).__class__ is Done
+    assert len(single.pool.workers) == 1, "one question never starts a second worker"
+
+    batch = session_on(concurrency=8)
+    batch.expect(8)
+    assert len(batch.pool.workers) == 2, "both workers load together"
+    runs = [batch.new_run(f"question {i}") for i in range(8)]
+    ends = await asyncio.wait_for(asyncio.gather(*(run.wait() for run in runs)), timeout=60)
+    assert all(isinstance(end, Done) for end in ends)
+    served = [sum(run.worker is worker for run in runs) for worker in batch.pool.workers]
+    assert min(served) >= 2, f"streams per worker: {served}"
+
+
 async def test_a_killed_worker_fails_only_its_own_streams_and_keeps_their_text(session_on, openai_server):
     openai_server.reset(Behaviour(tokens=300, tokens_per_s=40))
     session = session_on(concurrency=4)

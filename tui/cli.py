@@ -274,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report_error(exc, err)
     try:
         check_before_run(args, settings)
+        session.expect(expected_streams(args, settings))  # a batch's workers load together
         if args.headless or args.jsonl or not sys.stdout.isatty():
             questions = gather_questions(args, settings, err, session.program_info.inputs)
             if not questions:
@@ -362,6 +363,14 @@ def check_before_run(args: argparse.Namespace, settings: Settings) -> None:
     check_output_paths(args)
     if settings.slo:
         parse_slo(settings.slo)
+
+
+def expected_streams(args: argparse.Namespace, settings: Settings) -> int:
+    """How many streams the command line runs at once, as far as it says before the program is
+    loaded (with a questions file: as many as `concurrency` allows)."""
+    if args.questions_file is not None:
+        return settings.concurrency
+    return min(settings.concurrency, len(args.questions) * settings.repeat)
 
 
 def check_program(settings: Settings, session: SessionBase) -> None:

@@ -48,6 +48,7 @@ class WorkerProcess:
     def __init__(self, settings: Settings, index: int) -> None:
         self.index = index
         self.runs: dict[int, RemoteRun] = {}
+        self.waiting = 0  # streams waiting for this worker to be ready
         self.info: ProgramInfo | None = None
         self.refusal: tuple[str, str] | None = None
         self.settled = threading.Event()  # ready, refused or dead
@@ -80,6 +81,10 @@ class WorkerProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def load(self) -> int:
+        return len(self.runs) + self.waiting
 
     @property
     def ready(self) -> bool:
@@ -193,6 +198,12 @@ def _worker_log() -> Any:
         return subprocess.DEVNULL
 
 
+# What a worker still importing DSPy (about a second) weighs against a ready one's streams.
+LOADING_WORKER_LOAD = 4
+# A batch gets a worker for every this many streams at once (fewer share the first worker).
+MIN_STREAMS_PER_WORKER = 4
+
+
 class WorkerPool:
     """Up to `size` workers for one run's settings; the first is spawned at once, the others as
     streams need them. The embedded model lives in exactly one worker."""
@@ -211,6 +222,13 @@ class WorkerPool:
         self.workers.append(worker)
         return worker
 
+    def grow(self, streams: int) -> None:
+        """Start workers for a batch of `streams` at once, up to `size`, so that they load
+        together and the batch spreads evenly (the embedded model keeps its one worker)."""
+        wanted = min(self.size, max(1, streams // MIN_STREAMS_PER_WORKER))
+        while not self._closed and len([w for w in self.workers if w.alive]) < wanted:
+            self.spawn()
+
     def program_info(self) -> ProgramInfo:
         """The program's shape, once a worker has loaded it and the model; a bad program, model or
         key is raised here as the one-line error it is."""
@@ -226,7 +244,9 @@ class WorkerPool:
         return first.info
 
     async def assign(self, run: RemoteRun) -> WorkerProcess:
-        """The least-loaded ready worker; another is spawned while every ready one is busy."""
+        """The least-loaded worker, a ready one first; another is spawned while every ready one
+        is busy. A worker still loading DSPy counts as `LOADING_WORKER_LOAD` streams: a few
+        streams start at once where a worker is ready, a batch spreads over every worker."""
         while True:
             self.workers = [w for w in self.workers if w.alive or w.runs]
             ready = [w for w in self.workers if w.ready]
@@ -234,17 +254,24 @@ class WorkerPool:
             busy = all(w.runs for w in ready)
             if busy and not settling and len(self.workers) < self.size:
                 settling.append(self.spawn())
-            if ready:
-                return min(ready, key=lambda w: len(w.runs))
-            if not settling:
+            candidates = [(w.load, w) for w in ready]
+            candidates += [(w.load + LOADING_WORKER_LOAD, w) for w in settling]
+            if not candidates:
                 settling.append(self.spawn())
-            await asyncio.wait(
-                [asyncio.ensure_future(w.when_ready()) for w in settling], return_when="FIRST_COMPLETED"
-            )
-            for worker in settling:
-                if worker.refusal is not None:
-                    kind, message = worker.refusal
-                    raise (ModelError if kind == "model" else ConfigError)(message)
+                continue
+            _, worker = min(candidates, key=lambda pair: pair[0])
+            if worker.ready:
+                return worker
+            worker.waiting += 1  # counted while it loads, so the next streams go elsewhere
+            try:
+                await worker.when_ready()
+            finally:
+                worker.waiting -= 1
+            if worker.refusal is not None:
+                kind, message = worker.refusal
+                raise (ModelError if kind == "model" else ConfigError)(message)
+            if worker.ready:
+                return worker
 
     def close(self) -> None:
         """End every worker: asked first, killed after a grace period."""

@@ -205,5 +205,8 @@ class RemoteSession(SessionBase):
         run.observers = self._observers
         return run
 
+    def expect(self, streams: int) -> None:
+        self.pool.grow(streams)
+
     def close(self) -> None:
         self.pool.close()

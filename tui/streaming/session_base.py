@@ -109,6 +109,9 @@ class SessionBase:
     def _make_run(self, job: StreamJob) -> LiveStream:
         raise NotImplementedError
 
+    def expect(self, streams: int) -> None:
+        """About this many streams will run at once: a session with workers starts them now."""
+
     def close(self) -> None:
         """Let go of what the session holds (worker processes); its streams have ended."""
 
