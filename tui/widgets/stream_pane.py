@@ -133,7 +133,9 @@ class StreamPane(Vertical, can_focus=True):
         self._status = self.query_one(StreamStatus)
         self._markdown.display = False
         self._error_line.display = False
-        self.attach(self.run)
+        # Started once the pane is drawn: mounting many panes at once takes the CPU the streams'
+        # first tokens need, and TTFT would measure the mount (the pane's wait is not the model's).
+        self.call_after_refresh(self.attach, self.run)
 
     def action_scroll_answer(self, how: str) -> None:
         view = self._markdown if self._showing_markdown else self._answer_view
