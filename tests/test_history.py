@@ -33,8 +33,6 @@ def recorded_run(history: RunHistory, session: StreamSession, questions: list[st
     async def go() -> int:
         recorder = history.begin_run(session, mode="concurrent", questions=questions)
         runs = [session.new_run(q) for q in questions]
-        for run in runs:
-            recorder.record_on_end(run)
         await asyncio.gather(*(run.wait() for run in runs))
         recorder.finish()
         return recorder.run_id
@@ -83,8 +81,8 @@ async def test_an_interrupted_run_keeps_what_finished(openai_server: OpenAIServe
     questions = ["quick", "slow", "never asked"]
     recorder = history.begin_run(session, questions=questions)
     runs = [session.new_run(q) for q in questions[:2]]
-    for run in runs:
-        recorder.record_on_end(run)
+    for run in runs:  # in order: the server answers the first request quickly
+        run.start()
     await runs[0].wait()
     await openai_server.until(lambda: any(r.tokens_sent > 10 for r in openai_server.completions))
 
@@ -267,7 +265,7 @@ async def test_an_interrupted_run_lists_the_tokens_it_streamed_and_no_mode_none(
     history = RunHistory(path)
     recorder = history.begin_run(session, mode="interactive", questions=["slow"])
     run = session.new_run("slow")
-    recorder.record_on_end(run)
+    run.start()
     await openai_server.until(lambda: any(r.tokens_sent > 40 for r in openai_server.completions))
     recorder.finish(interrupted=True)
     streamed = run.metrics.tokens

@@ -36,6 +36,7 @@ from tui.report import (
     stream_figures,
     summary_figures,
 )
+from tui.streaming.events import StreamEvent, is_terminal
 from tui.streaming.safe_text import hide_secrets
 
 if TYPE_CHECKING:
@@ -397,7 +398,9 @@ class RunHistory:
                 "INSERT INTO streams (run_id, stream_id, question, state) VALUES (?, ?, ?, 'pending')",
                 [(run_id, first + i, q.strip()) for i, q in enumerate(questions)],
             )
-        return RunRecorder(self, run_id, session)
+        recorder = RunRecorder(self, run_id, session)
+        session.watch(recorder)  # each stream is stored as its end is read
+        return recorder
 
     def _store_stream(
         self, db: sqlite3.Connection, run_id: int, figures: StreamFigures, run: StreamRun
@@ -558,17 +561,18 @@ class RunRecorder:
         if run.terminal is not None:
             self._recorded.add(run.job.stream_id)
 
-    def record_on_end(self, run: StreamRun) -> None:
-        """Store `run` the moment its producer ends, whoever consumes it (this starts the stream)."""
+    # The recorder watches the session's streams (a StreamWatcher); it never starts one.
+
+    def started(self, run: StreamRun) -> None:
         self._recorded.discard(run.job.stream_id)  # a re-run: the stream is live again
 
-        def store(_task: object) -> None:
+    def feed(self, run: StreamRun, event: StreamEvent) -> None:
+        """Store a stream the moment its end is read."""
+        if is_terminal(event):
             try:
                 self.record_stream(run)
             except (sqlite3.Error, HistoryError) as exc:
                 self.warn(exc)
-
-        run.start().add_done_callback(store)
 
     def finish(self, *, interrupted: bool = False) -> None:
         """Store every stream not stored yet and the run's summary, in one transaction.
@@ -576,6 +580,7 @@ class RunRecorder:
         Streams that have not ended, and planned questions never asked, become interrupted.
         The history is a convenience: a database that fails (a full disk) costs one warning.
         """
+        self.session.unwatch(self)
         try:
             self._finish(interrupted=interrupted)
         except sqlite3.Error as exc:
@@ -637,5 +642,4 @@ def begin_recording(
         warnings.write(f"dspy-stream: warning: {exc}; this run is not kept in the history\n")
         return None, None
     recorder.warnings = warnings
-    session.on_new_run = recorder.record_on_end
     return history, recorder

@@ -25,8 +25,6 @@ def finished_session(
     async def go() -> None:
         recorder = history.begin_run(session, mode="simple", questions=["q"]) if history else None
         run = session.new_run(INPUTS)
-        if recorder is not None:
-            recorder.record_on_end(run)
         await run.wait()
         if recorder is not None:
             recorder.finish()
@@ -62,7 +60,6 @@ def test_tool_calls_are_kept_in_order(openai_server: OpenAIServer, tmp_path: Pat
     async def go() -> None:
         recorder = history.begin_run(session, mode="simple", questions=["Weather?"])
         run = session.new_run("Weather?")
-        recorder.record_on_end(run)
         await run.wait()
         recorder.finish()
 

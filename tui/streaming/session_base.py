@@ -90,7 +90,6 @@ class SessionBase:
         self.runs: list[Any] = []
         self.started_at: float | None = None
         # Called with every new run, e.g. to store it in the history when it ends.
-        self.on_new_run: Callable[[Any], None] | None = None
         self._watchers: list[StreamWatcher] = []
         self._observers: list[EventObserver] = []  # the watchers' `feed`, shared by every run
 
@@ -130,8 +129,6 @@ class SessionBase:
     def _announce(self, run: LiveStream) -> None:
         for watcher in list(self._watchers):
             watcher.started(run)
-        if self.on_new_run is not None:
-            self.on_new_run(run)
 
     def _mark_started(self) -> None:
         if self.started_at is None:
