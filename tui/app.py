@@ -292,7 +292,7 @@ class StreamDashboard(App[int]):
 
     async def action_quit(self) -> None:
         live = [pane for pane in self.dashboard.panes if pane.live]
-        if not live:
+        if not live or self.interrupted:  # a second quit while streams close: now
             self._exit_with_code()
         elif not isinstance(self.screen, QuitScreen):
             self.push_screen(QuitScreen(len(live)), self._quit_confirmed)
@@ -311,6 +311,10 @@ class StreamDashboard(App[int]):
             await asyncio.wait_for(self.workers.wait_for_complete(streams), QUIT_GRACE_S)
         except TimeoutError:
             log.warning("streams still closing after %.0f s; quitting anyway", QUIT_GRACE_S)
+        self._exit_with_code()
+
+    def force_quit(self, _confirmed: bool = True) -> None:
+        self.interrupted = True
         self._exit_with_code()
 
     def _batch_ended(self) -> bool:
@@ -405,9 +409,9 @@ def run_dashboard(
             loop = asyncio.get_running_loop()
         except RuntimeError:
             raise SystemExit(128 + signum) from None  # before or after the app's loop: nothing to save
-        if first:
-            # The handler runs between two steps of the loop: the quit itself runs in it.
-            loop.call_soon_threadsafe(app._quit_confirmed, True)
+        # The handler runs between two steps of the loop: the quit itself runs in it. A second
+        # signal does not wait for the streams to close.
+        loop.call_soon_threadsafe(app._quit_confirmed if first else app.force_quit, True)
 
     ending = (signal.SIGTERM, signal.SIGHUP)
     previous = {signum: signal.signal(signum, quit_on_signal) for signum in ending}
