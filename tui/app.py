@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import sys
@@ -169,9 +170,11 @@ class StreamDashboard(App[int]):
         try:
             questions = list(self._prepare())
         except Exception as refusal:  # the front says it in one line once the terminal is back
-            self.call_from_thread(self._refused, refusal)
-            return
-        self.call_from_thread(self._prepared, questions)
+            outcome, value = self._refused, refusal
+        else:
+            outcome, value = self._prepared, questions
+        with contextlib.suppress(RuntimeError):  # quit while loading: nobody is waiting for it
+            self.call_from_thread(outcome, value)
 
     def _refused(self, refusal: BaseException) -> None:
         self.refusal = refusal
@@ -312,6 +315,12 @@ class StreamDashboard(App[int]):
         except TimeoutError:
             log.warning("streams still closing after %.0f s; quitting anyway", QUIT_GRACE_S)
         self._exit_with_code()
+
+    def terminal_gone(self) -> None:
+        """Nothing can be shown any more: end as a hang-up does, keeping what streamed."""
+        if not self.interrupted:
+            log.warning("the terminal has gone; quitting")
+            self._quit_confirmed(True)
 
     def force_quit(self, _confirmed: bool = True) -> None:
         self.interrupted = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import IO
 
 
@@ -12,9 +13,11 @@ class GuardedOut:
     The run goes on without it, so the report and the history are still written.
     """
 
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[str], on_broken: Callable[[], None] | None = None) -> None:
+        """`on_broken`: called once, from the writing thread, when the first write fails."""
         self.out = out
         self.broken: OSError | None = None
+        self.on_broken = on_broken
 
     def write(self, text: str) -> int:
         if self.broken is None:
@@ -41,6 +44,8 @@ class GuardedOut:
     def _fail(self, exc: Exception) -> None:
         self.broken = exc if isinstance(exc, OSError) else OSError(str(exc))
         _silence(self.out)
+        if self.on_broken is not None:
+            self.on_broken()
 
     def fileno(self) -> int:
         return self.out.fileno()
