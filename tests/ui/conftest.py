@@ -71,7 +71,7 @@ def drawn(pane: StreamPane) -> bool:
         return pane.terminal is None or pane._finalised
     if pane.has_pending:
         return False
-    if pane._status_state != pane.state_at(pane.clock()):
+    if not pane.status_shows(pane.clock()):
         return False
     if not trail_drawn(pane):
         return False

@@ -109,6 +109,7 @@ class StreamPane(Vertical, can_focus=True):
         self._showing_markdown = False
         self._ticks = 0
         self._status_state: str | None = None
+        self._status_tokens = 0  # the token count the status line shows
 
     def compose(self) -> ComposeResult:
         yield Static(Content(sanitize(self.question)), classes="question")
@@ -138,8 +139,18 @@ class StreamPane(Vertical, can_focus=True):
         self.call_after_refresh(self.attach, self.run)
 
     def action_scroll_answer(self, how: str) -> None:
+        # At once, not animated: an animation still running when the next text arrives reads
+        # as "at the end", and the view would follow the stream instead of staying put.
         view = self._markdown if self._showing_markdown else self._answer_view
-        getattr(view, f"action_{how}")()
+        scroll = {
+            "scroll_up": view.scroll_up,
+            "scroll_down": view.scroll_down,
+            "page_up": view.scroll_page_up,
+            "page_down": view.scroll_page_down,
+            "scroll_home": view.scroll_home,
+            "scroll_end": view.scroll_end,
+        }[how]
+        scroll(animate=False)
 
     def watch_current(self, current: bool) -> None:
         self.set_class(current, "-current")
@@ -154,6 +165,10 @@ class StreamPane(Vertical, can_focus=True):
     def answer(self) -> str:
         """The answer text of the attempt on screen (partial while streaming or after a failure)."""
         return self._answer + "".join(self._answer_pending)
+
+    def status_shows(self, now: float) -> bool:
+        """The status line shows the stream's state and token count as they are now."""
+        return self._status_state == self.state_at(now) and self._status_tokens == self.run.metrics.tokens
 
     @property
     def has_pending(self) -> bool:
@@ -288,6 +303,7 @@ class StreamPane(Vertical, can_focus=True):
             state = self.state_at(now)
             if state != self._status_state or (self._ticks + self.number) % STATUS_EVERY == 0:
                 self._status_state = state
+                self._status_tokens = self.run.metrics.tokens
                 self._status.show(self._facts(now, state), now)
 
     def _flush(self, answer_view: StreamText) -> None:
