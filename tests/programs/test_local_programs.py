@@ -49,6 +49,9 @@ async def test_the_embedded_model_runs_a_two_stage_program() -> None:
     stages = [e.message for e in events if isinstance(e, Status) and e.kind == "stage"]
     assert stages == ["▸ outline", "✓ outline", "▸ write", "✓ write"]
     assert run.metrics.cost_usd is None  # no price for the local model, not $0
+    # llama.cpp's own counts, both calls summed: the prompts were read, not "in 0"
+    assert run.metrics.input_tokens is not None and run.metrics.input_tokens > 20
+    assert run.metrics.provider_output_tokens is not None and run.metrics.provider_output_tokens > 0
 
 
 async def test_the_embedded_model_answers_each_field_of_a_signature_with_its_own_call() -> None:

@@ -152,6 +152,7 @@ class _Text:
 class _Finished:
     finish_reason: str
     output_tokens: int
+    input_tokens: int | None = None  # the prompt's tokens, as llama.cpp counted them
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +324,7 @@ class LocalModel:
         # Without a reset, llama.cpp reuses a matching prompt prefix, and the different batch split
         # can change a greedy answer: the same question must give the same answer in any order.
         llama.reset()
+        blocker = _EndOfTurnBlocker(self._end_tokens, MIN_TOKENS)  # it sees the prompt's length
         chunks = llama.create_chat_completion(
             messages=job.messages,
             stream=True,
@@ -331,7 +333,7 @@ class LocalModel:
             repeat_penalty=REPEAT_PENALTY,
             seed=job.seed,
             stop=list(job.stop) or None,
-            logits_processor=LogitsProcessorList([_EndOfTurnBlocker(self._end_tokens, MIN_TOKENS)]),
+            logits_processor=LogitsProcessorList([blocker]),
         )
         output_tokens = 0
         finish_reason = "stop"
@@ -351,7 +353,8 @@ class LocalModel:
         finally:
             # Closing the generator is what stops llama.cpp; merely dropping it would not.
             chunks.close()
-        job.deliver(_Finished("length" if finish_reason == "length" else "stop", output_tokens))
+        reason = "length" if finish_reason == "length" else "stop"
+        job.deliver(_Finished(reason, output_tokens, blocker.prompt_tokens))
 
 
 _shared_models: dict[Path, LocalModel] = {}
@@ -406,12 +409,12 @@ def _response(model_name: str, text: str, finished: _Finished) -> Response:
         model=model_name,
         message=Message.assistant([TextPart(text)]),
         finish_reason=finished.finish_reason,
-        usage=Usage(output_tokens=finished.output_tokens),
+        usage=Usage(input_tokens=finished.input_tokens, output_tokens=finished.output_tokens),
     )
 
 
 def _end_event(finished: _Finished) -> StreamEndEvent:
-    usage = Usage(output_tokens=finished.output_tokens)
+    usage = Usage(input_tokens=finished.input_tokens, output_tokens=finished.output_tokens)
     return StreamEndEvent(finish_reason=finished.finish_reason, usage=usage)
 
 
