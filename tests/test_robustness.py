@@ -516,6 +516,20 @@ def test_the_dashboard_draws_before_the_model_loads_and_a_bad_program_ends_it_in
     assert openai_server.completions == [], "no question ran"
 
 
+def test_a_program_with_two_inputs_gets_its_entry_form_once_the_worker_has_loaded_it(openai_server, tmp_path):
+    openai_server.default = Behaviour(tokens=5)
+    signature = ("--signature", "context, question -> answer")
+    with _dashboard(openai_server, tmp_path, *signature) as term:
+        term.wait_for(lambda shown: b"context \xc2\xb7 predict" in shown, what="the entry form")
+        term.send(b"my notes\twhat is it?\r")
+        _wait_until(lambda: len(openai_server.completions) == 1, what="the question asked")
+        prompt = openai_server.completions[0].body.decode()
+        assert "my notes" in prompt and "what is it?" in prompt
+        _wait_until(lambda: b"done" in term.output[-4000:], what="the answer")
+        term.send(b"\x11")  # Ctrl+Q: nothing is live, so it quits at once
+        assert term.wait(30) == 0, term.output[-2000:]
+
+
 @pytest.mark.parametrize("hang_up", [False, True], ids=["terminal gone", "terminal gone, then SIGHUP"])
 def test_a_dashboard_whose_terminal_goes_away_still_ends_and_keeps_everything(
     openai_server, tmp_path, hang_up
