@@ -516,6 +516,22 @@ def test_the_dashboard_draws_before_the_model_loads_and_a_bad_program_ends_it_in
     assert openai_server.completions == [], "no question ran"
 
 
+def test_a_question_typed_while_the_program_loads_waits_and_then_streams(openai_server, tmp_path):
+    openai_server.default = Behaviour(tokens=5)
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\n\nimport dspy\n\ntime.sleep(3)\nQA = dspy.Predict('question -> answer')\n")
+    with _dashboard(openai_server, tmp_path, "--program", f"{slow}:QA") as term:
+        term.wait_for(lambda shown: b"Loading" in shown, what="the loading frame")
+        term.send(b"hello there\r")
+        term.wait_for(lambda shown: b"waiting" in shown, what="the question held while loading")
+        assert openai_server.completions == []
+        _wait_until(lambda: len(openai_server.completions) == 1, what="the question asked once loaded")
+        assert "hello there" in openai_server.completions[0].body.decode()
+        _wait_until(lambda: b"done" in term.output[-4000:], what="the answer")
+        term.send(b"\x11")
+        assert term.wait(30) == 0, term.output[-2000:]
+
+
 def test_a_program_with_two_inputs_gets_its_entry_form_once_the_worker_has_loaded_it(openai_server, tmp_path):
     openai_server.default = Behaviour(tokens=5)
     signature = ("--signature", "context, question -> answer")
