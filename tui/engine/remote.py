@@ -19,8 +19,8 @@ from tui.streaming.events import Cancelled, Failed, Status, StreamEvent, Termina
 from tui.streaming.metrics import StreamMetrics
 from tui.streaming.program_info import ProgramInfo
 from tui.streaming.record import StreamJob, StreamRecord
-from tui.streaming.session_base import EventObserver, SessionBase
-from tui.streaming.view import StreamView
+from tui.streaming.session_base import EventObserver, SessionBase, tell_observers
+from tui.streaming.view import END_STATES, StreamView
 from tui.streaming.wire import apply_figures, decode
 
 _keys = itertools.count(1)
@@ -88,15 +88,7 @@ class RemoteRun:
                 event = self.queue.get_nowait() if self.queue.qsize() else await self.queue.get()
                 if not is_terminal(event):
                     self._took_one()
-                for observe in self.observers:
-                    try:
-                        observe(self, event)
-                    except Exception:
-                        import logging
-
-                        logging.getLogger(__name__).exception(
-                            "stream %s: an observer failed", self.job.stream_id
-                        )
+                tell_observers(self.observers, self, event)
                 yield event
                 if is_terminal(event):
                     return
@@ -162,10 +154,9 @@ class RemoteRun:
         self.queue.put_nowait(event)
 
     def _end_here(self, event: TerminalEvent) -> None:
-        state = {Failed: "failed", Cancelled: "cancelled"}.get(type(event), "done")
         if self.metrics.started_at is None:
             self.metrics.started_at = self.metrics.clock()
-        self.metrics.finish(state, getattr(event, "error", ""))
+        self.metrics.finish(END_STATES[type(event)].value, getattr(event, "error", ""))
         self._here(event)
         self._over.set()
 

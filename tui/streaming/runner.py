@@ -42,12 +42,11 @@ from tui.streaming.metrics import StreamMetrics
 from tui.streaming.program_info import ProgramInfo
 from tui.streaming.program_status import ProgramStatusProvider, status_kind
 from tui.streaming.record import AttemptRecord, StreamJob, StreamRecord
+from tui.streaming.session_base import EventObserver, tell_observers
 
 log = logging.getLogger(__name__)
 _WAKE = object()
 ListenerFactory = Callable[[dspy.Module, Any], list[StreamListener]]
-# Told of each event as the stream's consumer takes it (a writer following every stream).
-EventObserver = Callable[["StreamRun", StreamEvent], None]
 # Reports an engine's own states ("loading model", "queued") while a stream is consumed.
 StatusUpdates = Callable[[Callable[[Status], None]], AbstractContextManager[None]]
 
@@ -177,24 +176,17 @@ class StreamRun:
         try:
             while True:
                 if self.terminal is not None and self.queue.empty():
-                    self._observe(self.terminal)
+                    tell_observers(self.observers, self, self.terminal)
                     yield self.terminal
                     return
                 event = self.queue.get_nowait() if self.queue.qsize() else await self.queue.get()
                 if event is _WAKE:
                     continue
-                self._observe(event)
+                tell_observers(self.observers, self, event)
                 yield event
         finally:
             if self.terminal is None:
                 self.cancel()
-
-    def _observe(self, event: StreamEvent) -> None:
-        for observe in self.observers:
-            try:
-                observe(self, event)
-            except Exception:
-                log.exception("stream %s: an observer failed", self.job.stream_id)
 
     async def wait(self) -> TerminalEvent:
         """Drain the stream without looking at it; return how it ended."""

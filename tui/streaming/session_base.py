@@ -9,6 +9,7 @@ reports, history) can hold a session whose DSPy lives in worker processes.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -19,6 +20,8 @@ from tui.streaming.events import StreamEvent, TerminalEvent
 from tui.streaming.metrics import RunSummary, StreamMetrics, summarize
 from tui.streaming.program_info import ProgramInfo
 from tui.streaming.record import StreamJob, StreamRecord
+
+log = logging.getLogger(__name__)
 
 RECOVERY_MODES = ("recovery", "demo")
 RECOVERY_SEED = 2024
@@ -68,6 +71,15 @@ class LiveStream(Protocol):
 EventObserver = Callable[[Any, StreamEvent], None]
 
 
+def tell_observers(observers: list[EventObserver], run: Any, event: StreamEvent) -> None:
+    """One observer that fails is logged; the stream and the other observers go on."""
+    for observe in observers:
+        try:
+            observe(run, event)
+        except Exception:
+            log.exception("stream %s: an observer failed", run.job.stream_id)
+
+
 class StreamWatcher(Protocol):
     """Follows every stream of a session, whoever consumes it: an `--output` file, headless stdout."""
 
@@ -89,7 +101,6 @@ class SessionBase:
         self._rng = random.Random(seed)
         self.runs: list[Any] = []
         self.started_at: float | None = None
-        # Called with every new run, e.g. to store it in the history when it ends.
         self._watchers: list[StreamWatcher] = []
         self._observers: list[EventObserver] = []  # the watchers' `feed`, shared by every run
 

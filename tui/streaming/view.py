@@ -26,7 +26,7 @@ class StreamState(StrEnum):
     CANCELLED = "cancelled"
 
 
-_ENDS = {Done: StreamState.DONE, Failed: StreamState.FAILED, Cancelled: StreamState.CANCELLED}
+END_STATES = {Done: StreamState.DONE, Failed: StreamState.FAILED, Cancelled: StreamState.CANCELLED}
 
 
 class StreamView:
@@ -69,7 +69,8 @@ class StreamView:
                 self.record.prediction = prediction
             case Failed(error=error):
                 self._end(event)
-                self._open().error = self._open().error or error
+                attempt = self._open()
+                attempt.error = attempt.error or error
                 self.record.error = error
             case Cancelled():
                 self._end(event)
@@ -85,7 +86,7 @@ class StreamView:
 
     def _end(self, event: TerminalEvent) -> None:
         self.terminal = event
-        self.state = _ENDS[type(event)]
+        self.state = END_STATES[type(event)]
         self.retry = self.retry_until = None
 
     def retry_left(self, now: float | None = None) -> float | None:
