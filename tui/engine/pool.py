@@ -82,6 +82,12 @@ class WorkerProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    def raise_refusal(self) -> None:
+        """A worker that refused the program or the model says why, as the one-line error it is."""
+        if self.refusal is not None:
+            kind, message = self.refusal
+            raise (ModelError if kind == "model" else ConfigError)(message)
+
     @property
     def load(self) -> int:
         return len(self.runs) + self.waiting
@@ -234,9 +240,7 @@ class WorkerPool:
         key is raised here as the one-line error it is."""
         first = self.workers[0]
         first.settled.wait()
-        if first.refusal is not None:
-            kind, message = first.refusal
-            raise (ModelError if kind == "model" else ConfigError)(message)
+        first.raise_refusal()
         if first.info is None:
             from tui.logs import log_path
 
@@ -257,7 +261,7 @@ class WorkerPool:
             candidates = [(w.load, w) for w in ready]
             candidates += [(w.load + LOADING_WORKER_LOAD, w) for w in settling]
             if not candidates:
-                settling.append(self.spawn())
+                self.spawn()
                 continue
             _, worker = min(candidates, key=lambda pair: pair[0])
             if worker.ready:
@@ -267,9 +271,7 @@ class WorkerPool:
                 await worker.when_ready()
             finally:
                 worker.waiting -= 1
-            if worker.refusal is not None:
-                kind, message = worker.refusal
-                raise (ModelError if kind == "model" else ConfigError)(message)
+            worker.raise_refusal()
             if worker.ready:
                 return worker
 
