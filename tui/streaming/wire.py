@@ -81,6 +81,14 @@ def encode(event: StreamEvent, at: float) -> tuple:
     raise TypeError(f"not a stream event: {event!r}")
 
 
+TERMINAL_TAGS = ("d", "f", "c")
+
+
+def is_terminal_item(item: tuple) -> bool:
+    """An encoded event that ends its stream."""
+    return item[0] in TERMINAL_TAGS
+
+
 def decode(item: tuple) -> tuple[StreamEvent, float]:
     """An event and the worker's time for it."""
     tag = item[0]
@@ -91,7 +99,8 @@ def decode(item: tuple) -> tuple[StreamEvent, float]:
     if tag == "r":
         return Retrying(item[1], item[2], item[3], item[4], item[5]), item[6]
     if tag == "d":
-        return Done(PredictionData(item[1]), item[2]), item[3]
+        prediction = None if item[1] is None else PredictionData(item[1])
+        return Done(prediction, item[2]), item[3]
     if tag == "f":
         return Failed(item[1], item[2]), item[3]
     if tag == "c":

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tui.streaming.events import is_terminal
-from tui.streaming.wire import FiguresDelta, encode, read_message, write_message
+from tui.streaming.wire import FiguresDelta, encode, is_terminal_item, read_message, write_message
 
 log = logging.getLogger(__name__)
 FLUSH_AFTER_S = 0.004  # a batch leaves this long after its first event ...
@@ -37,6 +37,12 @@ class _Stream:
     credit: int
     more_credit: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: bool = False
+
+    def cancel(self) -> None:
+        """Stop the stream, and stop waiting for credit to send its end."""
+        self.cancelled = True
+        self.more_credit.set()
+        self.run.cancel()
 
 
 class Outbox:
@@ -92,10 +98,6 @@ class Outbox:
                 return  # the front is gone; the command pipe's end tells the loop
 
 
-def is_terminal_item(item: tuple) -> bool:
-    return item[0] in ("d", "f", "c")
-
-
 class Worker:
     def __init__(self, loop: asyncio.AbstractEventLoop, outbox: Outbox) -> None:
         self.loop = loop
@@ -123,9 +125,7 @@ class Worker:
         elif kind == "cancel":
             stream = self.streams.get(message[1])
             if stream is not None:
-                stream.cancelled = True
-                stream.more_credit.set()
-                stream.run.cancel()
+                stream.cancel()
         elif kind == "shutdown":
             self.shutdown()
 
@@ -186,9 +186,7 @@ class Worker:
 
     def shutdown(self) -> None:
         for stream in list(self.streams.values()):
-            stream.cancelled = True
-            stream.more_credit.set()
-            stream.run.cancel()
+            stream.cancel()
         self.stopped.set()
 
 
