@@ -172,9 +172,7 @@ async def test_cancel_while_the_producer_waits_on_a_full_queue(openai_server, ma
     openai_server.default = Behaviour(tokens=400)
     run = make_run(buffer_size=5)
     run.start()
-    await _until(lambda: run.queue.full(), what="the queue to fill")
-    produced = run.metrics.tokens
-    await _until(lambda: openai_server.requests and openai_server.requests[0].tokens_sent > produced + 5)
+    produced = await _producer_blocked(run, openai_server)
     assert run.queue.full() and run.metrics.tokens == produced  # the producer is waiting on the put
     run.cancel()
     ending = await asyncio.wait_for(run.wait(), 5)
@@ -191,14 +189,26 @@ async def _until(condition, timeout: float = 10.0, what: str = "a condition") ->
         await asyncio.sleep(0.01)
 
 
+async def _producer_blocked(run, openai_server) -> int:
+    """Wait until the queue is full and the producer is parked on its put; return its token count.
+
+    The producer counts a token before it puts it, so one token may be counted after the queue
+    fills: the count is read only once the server has sent well past it.
+    """
+    await _until(lambda: run.queue.full(), what="the queue to fill")
+    ahead = run.metrics.tokens + 20
+    await _until(lambda: openai_server.requests and openai_server.requests[0].tokens_sent > ahead)
+    return run.metrics.tokens
+
+
 async def test_backpressure_holds_the_queue_at_buffer_size(openai_server, make_run):
     openai_server.default = Behaviour(tokens=500)
     run = make_run(buffer_size=8)
     run.start()
-    await _until(lambda: run.queue.full(), what="the queue to fill")
+    produced = await _producer_blocked(run, openai_server)
     assert run.queue.qsize() == 8
-    produced = run.metrics.tokens
-    await _until(lambda: openai_server.requests and openai_server.requests[0].tokens_sent > produced + 20)
+    sent = openai_server.requests[0].tokens_sent
+    await _until(lambda: openai_server.requests[0].tokens_sent > sent + 20)
     assert run.metrics.tokens == produced  # the producer waits for the consumer
     assert run.metrics.state == "streaming"
     ending = await run.wait()
