@@ -35,6 +35,7 @@ from tui.screens.quit import QuitScreen
 from tui.screens.save import SaveScreen
 from tui.screens.summary import SummaryScreen
 from tui.screens.table import TableScreen
+from tui.streaming.arrivals import Arrivals, Schedule
 from tui.streaming.session_base import SessionBase as StreamSession
 from tui.transcript import default_path, save_session
 from tui.widgets.global_status import total_tokens_per_s
@@ -101,6 +102,7 @@ class StreamDashboard(App[int]):
         exit_when_done: bool = False,
         prepare: Callable[[], Sequence[str]] | None = None,
         on_prepared: Callable[[list[str]], None] | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         """`clock` drives every figure, spinner and countdown; `steady` stops blinking and animation.
 
@@ -113,6 +115,7 @@ class StreamDashboard(App[int]):
         self.settings = settings
         self.questions = initial_questions(settings.mode, questions)
         self.session = session
+        self.schedule = schedule  # when each question given at start gets its pane; None: at once
         self.clock = clock
         self.tick_hz = tick_hz
         self.steady = steady
@@ -194,12 +197,23 @@ class StreamDashboard(App[int]):
         mode = self.settings.mode
         if mode == "simple" and len(self.questions) < 1:
             self.notify("Simple mode: ask one question.", timeout=4)
-        if self.questions:
+        if self.questions and self.schedule is None and self.settings.request_rate is not None:
+            self.schedule = Arrivals(self.settings.request_rate, self.settings.burstiness)
+        if self.questions and self.schedule is not None and len(self.questions) > 1:
+            self.run_worker(self._ask_on_schedule(self.questions), name="scheduled questions")
+        elif self.questions:
             self.dashboard.ask(self.questions)
         if mode == "aggregate":
             self.action_aggregate()
         elif mode == "demo":
             self.notify(DEMO_TIPS, title="Demo", timeout=8)
+
+    async def _ask_on_schedule(self, questions: Sequence[str]) -> None:
+        """Each question gets its pane at its planned start: `--request-rate`, a replay's."""
+        assert self.schedule is not None
+        for question in questions:
+            await self.schedule.wait_turn()
+            self.dashboard.ask([question])
 
     async def on_event(self, event: events.Event) -> None:
         # Keys arrive here first, in the order typed. Where the focus must move (Tab, or typing
@@ -374,6 +388,8 @@ def run_dashboard(
     prepare: Callable[[], Sequence[str]] | None = None,
     output: Path | None = None,
     exit_when_done: bool = False,
+    schedule: Schedule | None = None,
+    keep_history: bool = True,
 ) -> int:
     """Run the dashboard full screen until the user quits; returns the process exit code.
 
@@ -381,6 +397,8 @@ def run_dashboard(
     once the terminal is restored.
     `output`: the answers written to that file as they stream, as headless writes them.
     `exit_when_done`: quit by itself once every question given at start has ended.
+    `schedule`: when each question given at start begins (open-loop arrivals, a replay's starts).
+    `keep_history`: False for a replay, which is no new run.
     SIGTERM and SIGHUP quit as a confirmed quit does (streams cancelled, partial answers kept,
     the terminal restored), with exit code 128 + the signal.
     """
@@ -396,7 +414,7 @@ def run_dashboard(
         nonlocal history, recorder
         history, recorder = begin_recording(session, mode, asked, sys.stderr)
 
-    if prepare is None:
+    if prepare is None and keep_history:
         record(questions)
     app = StreamDashboard(
         settings,
@@ -404,7 +422,8 @@ def run_dashboard(
         session=session,
         exit_when_done=exit_when_done,
         prepare=prepare,
-        on_prepared=record,
+        on_prepared=record if keep_history else None,
+        schedule=schedule,
     )
     answers = AnswerFile(output, several=True) if output is not None else None
     if answers is not None:

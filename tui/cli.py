@@ -102,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-rate", help="share of attempts that fail on purpose in recovery mode (0.3)")
     p.add_argument("--repeat", help="run the set of questions this many times (1)")
     p.add_argument("--slo", help="goodput targets, e.g. ttft=500ms,tpot=50ms")
+    p.add_argument(
+        "--request-rate",
+        metavar="R",
+        help="open loop: start questions as a Poisson process at R a second, as vllm bench serve does"
+        " (--concurrency still caps the streams live at once); default: a question starts as one ends",
+    )
+    p.add_argument(
+        "--burstiness",
+        metavar="B",
+        help="with --request-rate: the gamma shape of the gaps between starts (1 Poisson, <1 burstier)",
+    )
     p.add_argument("--cache", action="store_true", default=None, help="use DSPy's cache (hits do not stream)")
     p.add_argument(
         "--output",
@@ -142,6 +153,7 @@ SETTING_FLAGS = (
     "mode", "program", "signature", "instructions", "tools", "load", "allow_pickle",
     "model", "api_base", "adapter", "buffer_size", "max_retries", "retry_delay",
     "timeout", "concurrency", "workers", "max_tokens", "temperature", "fault_rate", "repeat", "slo", "cache",
+    "request_rate", "burstiness",
 )  # fmt: skip
 
 

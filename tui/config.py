@@ -55,6 +55,10 @@ class Settings:
     fault_rate: float = 0.3
     repeat: int = 1
     slo: str | None = None
+    # Open loop: questions start as a Poisson process at this many a second (None: closed loop,
+    # a question starts as a stream ends); `burstiness` is the gamma shape, as vLLM's.
+    request_rate: float | None = None
+    burstiness: float = 1.0
     # Where values came from, for error messages: {"buffer_size": "flag --buffer-size"}.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -185,6 +189,10 @@ def _check(settings: Settings) -> None:
         value = getattr(settings, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise bad(f.name, "must be a finite number")
+    if settings.request_rate is not None and settings.request_rate <= 0:
+        raise bad("request_rate", "must be more than 0 questions a second")
+    if settings.burstiness <= 0:
+        raise bad("burstiness", "must be more than 0 (1 is a Poisson process)")
     if settings.repeat < 1:
         raise bad("repeat", "must be at least 1")
     if settings.api_base is not None and not settings.api_base.startswith(("http://", "https://")):

@@ -21,6 +21,7 @@ from tui.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from tui.output.answers import AnswerFile, RawAnswer, answer_fields, answer_writer, stream_tag, wants_colour
 from tui.output.guarded import GuardedOut
 from tui.questions import QuestionsFileError
+from tui.streaming.arrivals import Arrivals, Schedule
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, Token
 from tui.streaming.safe_text import hide_secrets, visible
 from tui.streaming.session_base import LiveStream as StreamRun
@@ -82,6 +83,9 @@ class HeadlessRun:
     session: SessionBase | None = None  # required: where the streams run
     jsonl: bool = False
     several: bool | None = None
+    # When each question starts (`wait_turn()` before each): open-loop arrivals, a replay's
+    # recorded starts; None: as a slot frees.
+    schedule: Schedule | None = None
 
     def __post_init__(self) -> None:
         if self.session is None:
@@ -219,6 +223,13 @@ class HeadlessRun:
         """
         assert self.session is not None
         live: set[asyncio.Task[None]] = set()
+        arrivals = self.schedule
+        if arrivals is None and self.settings.request_rate is not None and self.mode not in SEQUENTIAL_MODES:
+            # Open loop: questions start on their schedule; the session's limit still caps the
+            # streams live at once, and those over it wait their turn as queued.
+            arrivals = Arrivals(self.settings.request_rate, self.settings.burstiness)
+        if arrivals is not None:
+            slots = sys.maxsize
         free = asyncio.Semaphore(slots)
         progress = asyncio.create_task(self._progress()) if self.stderr.isatty() else None
         questions = iter(self.questions)
@@ -239,6 +250,8 @@ class HeadlessRun:
                     break
                 if question is _NO_MORE:
                     break
+                if arrivals is not None:
+                    await arrivals.wait_turn()
                 run = self.session.new_run(question)
                 task = asyncio.create_task(self._follow(run), name=f"headless-{run.job.stream_id}")
                 live.add(task)

@@ -295,6 +295,8 @@ def build_report(
         "mode": settings.mode,
         "num_prompts": len(streams),
         "max_concurrency": settings.concurrency,
+        "request_rate": settings.request_rate if settings.request_rate is not None else "inf",
+        "burstiness": settings.burstiness,
         "buffer_size": settings.buffer_size,
         "slo": {f"{name}_ms": ms for name, ms in (targets or {}).items()},
         **summary_figures(streams, session.summary().duration, targets),
