@@ -390,6 +390,7 @@ def run_dashboard(
     exit_when_done: bool = False,
     schedule: Schedule | None = None,
     keep_history: bool = True,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Run the dashboard full screen until the user quits; returns the process exit code.
 
@@ -399,6 +400,7 @@ def run_dashboard(
     `exit_when_done`: quit by itself once every question given at start has ended.
     `schedule`: when each question given at start begins (open-loop arrivals, a replay's starts).
     `keep_history`: False for a replay, which is no new run.
+    `clock`: what every figure is read on (a replay's runs at the recorded run's pace).
     SIGTERM and SIGHUP quit as a confirmed quit does (streams cancelled, partial answers kept,
     the terminal restored), with exit code 128 + the signal.
     """
@@ -424,6 +426,7 @@ def run_dashboard(
         prepare=prepare,
         on_prepared=record if keep_history else None,
         schedule=schedule,
+        clock=clock,
     )
     answers = AnswerFile(output, several=True) if output is not None else None
     if answers is not None:

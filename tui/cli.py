@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Past runs:\n"
         "  dspy-stream history               list the runs kept in the history\n"
         "  dspy-stream history show RUN      one run's settings, figures and answers\n"
-        "  dspy-stream history compare A B   two runs side by side",
+        "  dspy-stream history compare A B   two runs side by side\n"
+        "  dspy-stream replay TRACE [--speed 2|max]   play back a run recorded with --record",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("questions", nargs="*", metavar="QUESTION", help="questions to ask")
@@ -132,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="headless stdout as JSON lines: one object per event of each stream, for other programs",
     )
     p.add_argument("--report", type=Path, metavar="PATH", help="write metrics as JSON (.json) or CSV (.csv)")
+    p.add_argument(
+        "--record",
+        type=Path,
+        metavar="TRACE",
+        help="write everything the run streams, as it arrives, to TRACE (JSONL; gzip if it ends in .gz)"
+        " for `dspy-stream replay TRACE`",
+    )
     p.add_argument(
         "--progress", type=Path, metavar="PATH", help="append running figures as JSONL each second"
     )
@@ -276,6 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tui.history_cli import history_main
 
         return history_main(argv[1:])
+    if argv[:1] == ["replay"]:
+        from tui.replay_cli import replay_main
+
+        return replay_main(argv[1:], err)
     try:
         args = build_parser().parse_args(argv)
         flags = {name: getattr(args, name) for name in SETTING_FLAGS}
@@ -284,8 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         session = open_session(settings)
     except Exception as exc:
         return _report_error(exc, err)
+    trace = None
     try:
         check_before_run(args, settings)
+        trace = start_trace(args, settings, session)
         session.expect(expected_streams(args, settings))  # a batch's workers load together
         if args.headless or args.jsonl or not sys.stdout.isatty():
             questions = gather_questions(args, settings, err, session.program_info.inputs)
@@ -302,7 +316,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         return _report_error(exc, err)
     finally:
+        if trace is not None:
+            session.unwatch(trace)
+            trace.close()
+            if trace.broken is not None:
+                err.write(f"dspy-stream: warning: --record {trace.path} stopped: {trace.broken}\n")
         session.close()
+
+
+def start_trace(args: argparse.Namespace, settings: Settings, session: SessionBase):
+    """`--record`: the trace follows every stream from the first."""
+    if args.record is None:
+        return None
+    from tui.streaming.trace import TraceWriter
+
+    try:
+        trace = TraceWriter(args.record, session, settings.mode)
+    except OSError as exc:
+        raise ConfigError(f"--record {args.record} cannot be written: {exc.strerror or exc}") from None
+    session.watch(trace)
+    return trace
 
 
 def open_session(settings: Settings) -> SessionBase:
@@ -526,6 +559,7 @@ def _writable(path: Path, option: str) -> None:
 def check_output_paths(args: argparse.Namespace) -> None:
     """--report, --output and --progress are checked before the first request, not after the run."""
     paths = {"--report": args.report, "--output": args.output, "--progress": args.progress}
+    paths["--record"] = getattr(args, "record", None)
     given = {option: path for option, path in paths.items() if path is not None}
     seen: dict[Path, str] = {}
     for option, path in given.items():

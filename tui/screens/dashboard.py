@@ -117,7 +117,10 @@ class DashboardScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         settings = self.settings
         with Vertical(id="top-bars"):  # docked: a maximised pane (F2) keeps them above it
-            yield GlobalStatusBar(settings.model, settings.program, settings.mode, id="global-status")
+            yield GlobalStatusBar(
+                settings.model, settings.program, settings.mode, id="global-status",
+                brand=getattr(self.session, "brand", None),
+            )  # fmt: skip
             yield BatchProgress(id="batch-progress")
         hint = loading_hint(settings) if self.program_loading else EMPTY_HINT
         yield Static(hint, id="empty-hint", markup=not self.program_loading)

@@ -39,9 +39,12 @@ class GlobalStatusBar(Static):
     }
     """
 
-    def __init__(self, model: str, program: str, mode: str | None, *, id: str | None = None) -> None:
+    def __init__(
+        self, model: str, program: str, mode: str | None, *, id: str | None = None, brand: str | None = None
+    ) -> None:
+        """`brand`: what the line starts with, "dspy-stream" unless told (a replay says so)."""
         super().__init__("", id=id, markup=False)
-        self._brand = Content.styled("dspy-stream", "bold $text-primary")
+        self._brand = Content.styled(one_line(brand or "dspy-stream"), "bold $text-primary")
         self._model = Content.assemble("model ", (one_line(model), "bold"))
         self._short_model = Content.styled(one_line(model).rsplit("/", 1)[-1][:24], "bold")
         self._program = Content(f"program {program}" + (f" · mode {mode}" if mode else ""))
