@@ -80,7 +80,8 @@ class QuestionInput(Input):
 
     def accept(self) -> None:
         """The question was taken: clear the input for the next one."""
-        self.value = ""
+        with self.prevent(Input.Changed):  # a refusal of what was asked may follow: it must show
+            self.value = ""
         self.clear_refusal()
 
     def clear_refusal(self) -> None:
@@ -95,7 +96,8 @@ class QuestionInput(Input):
     def restore(self, text: str) -> None:
         """A question that could not start: put it back, unless something new was typed since."""
         if not self.value:
-            self.value = text
+            with self.prevent(Input.Changed):  # the refusal's hint stays until the user types
+                self.value = text
             self.cursor_position = len(text)
 
     def on_input_changed(self) -> None:
