@@ -197,7 +197,12 @@ async def _producer_blocked(run, openai_server) -> int:
     """
     await _until(lambda: run.queue.full(), what="the queue to fill")
     ahead = run.metrics.tokens + 20
-    await _until(lambda: openai_server.requests and openai_server.requests[0].tokens_sent > ahead)
+
+    def server_ahead() -> bool:
+        request = openai_server.requests[0] if openai_server.requests else None
+        return request is not None and (request.tokens_sent > ahead or request.finished_at is not None)
+
+    await _until(server_ahead)
     return run.metrics.tokens
 
 
@@ -207,8 +212,9 @@ async def test_backpressure_holds_the_queue_at_buffer_size(openai_server, make_r
     run.start()
     produced = await _producer_blocked(run, openai_server)
     assert run.queue.qsize() == 8
-    sent = openai_server.requests[0].tokens_sent
-    await _until(lambda: openai_server.requests[0].tokens_sent > sent + 20)
+    request = openai_server.requests[0]
+    sent = request.tokens_sent
+    await _until(lambda: request.tokens_sent > sent + 20 or request.finished_at is not None)
     assert run.metrics.tokens == produced  # the producer waits for the consumer
     assert run.metrics.state == "streaming"
     ending = await run.wait()

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 BLOCK = 50
+# A start this late re-plans the schedule from now rather than catching up all at once.
+LATE_S = 0.25
 
 
 class Schedule(Protocol):
@@ -58,6 +60,8 @@ class Arrivals:
         now = self._clock()
         if self._next is None:
             self._next = now
+        elif now - self._next > LATE_S:
+            self._next = now  # far behind (a loaded machine): start over from now, never in a burst
         delay = self._next - now
         self._next += self.gap()
         if delay > 0:
