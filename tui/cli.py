@@ -27,6 +27,15 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+class _InOrder(argparse.Action):
+    """`--program` and `--load` kept in the order given: a `--load` loads into the program before it."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[override]
+        order = list(getattr(namespace, "program_order", None) or [])
+        order.append((self.dest, values))
+        namespace.program_order = order
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="dspy-stream",
@@ -51,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--program",
         metavar="PROGRAM",
+        action=_InOrder,
         help=f"{', '.join(PROGRAMS)} (react needs --tools), path/to/file.py:NAME or package.module:NAME "
-        "(a dspy.Module instance, a Module subclass, or a function of no arguments returning one)",
+        "(a dspy.Module instance, a Module subclass, or a function of no arguments returning one);"
+        " give several to compare them",
     )
     p.add_argument(
         "--signature",
@@ -64,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--load",
         metavar="STATE",
-        help="saved state (Module.save(...json)) to load into the program: optimized demos and instructions",
+        action=_InOrder,
+        help="saved state (Module.save(...json)) to load into the program before it: optimized demos and"
+        " instructions; give several to compare them",
     )
     p.add_argument(
         "--allow-pickle",
@@ -83,8 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--model",
+        action="append",
         help="a dspy.LM model string (openai/gpt-4o-mini, anthropic/...), "
-        "'local' for the embedded model (default), or local:/path/model.gguf",
+        "'local' for the embedded model (default), or local:/path/model.gguf; give several to compare"
+        " them: each question runs on every model (and every --program)",
     )
     p.add_argument("--api-base", help="the base URL of an OpenAI-compatible server")
     p.add_argument("--adapter", choices=ADAPTERS, help="chat (hosted default), json, or plain (small models)")
@@ -290,10 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return replay_main(argv[1:], err)
     try:
         args = build_parser().parse_args(argv)
-        flags = {name: getattr(args, name) for name in SETTING_FLAGS}
-        settings = load_settings(flags, config_path=args.config)
+        settings, variants = settings_of(args)
         _register_secrets(settings)
-        session = open_session(settings)
+        session = open_session(settings, variants)
     except Exception as exc:
         return _report_error(exc, err)
     trace = None
@@ -338,19 +352,52 @@ def start_trace(args: argparse.Namespace, settings: Settings, session: SessionBa
     return trace
 
 
-def open_session(settings: Settings) -> SessionBase:
+def settings_of(args: argparse.Namespace) -> tuple[Settings, list[Settings]]:
+    """The run's settings (its first variant's), and every variant's when there are several."""
+    from tui.streaming.variants import program_choices, variant_settings
+
+    flags = {name: getattr(args, name) for name in SETTING_FLAGS}
+    order = list(getattr(args, "program_order", None) or [])
+    models = list(args.model or [])
+    flags["model"] = models[0] if models else None
+    flags["program"] = next((value for option, value in order if option == "program"), None)
+    flags["load"] = next((value for option, value in order if option == "load"), None)
+    settings = load_settings(flags, config_path=args.config)
+    if len(models) < 2 and len(order) < 2:
+        return settings, [settings]
+    return settings, variant_settings(settings, models, program_choices(order))
+
+
+def open_session(settings: Settings, variants: Sequence[Settings] = ()) -> SessionBase:
     """Where this run's streams run: worker processes (this process never imports DSPy), or this
-    process with `--workers 0`. Logging goes to its file first, or the log directory is refused."""
+    process with `--workers 0`; one session per variant when there are several. Logging goes to
+    its file first, or the log directory is refused."""
     if settings.workers == 0:
         import dspy  # noqa: F401 - imported before logging is routed: DSPy installs its own handler
     _route_logs()
-    if settings.workers == 0:
+    if len(variants) < 2:
+        return _one_session(settings, settings.workers)
+    from tui.streaming.variants import VariantSession, variant_labels
+
+    workers = settings.workers
+    if workers is None:
+        from tui.engine.pool import default_workers
+
+        workers = default_workers()
+    each = 0 if workers == 0 else max(1, workers // len(variants))
+    labels = variant_labels(variants)
+    children = [(label, _one_session(s, each)) for label, s in zip(labels, variants, strict=True)]
+    return VariantSession(settings, children)
+
+
+def _one_session(settings: Settings, workers: int | None) -> SessionBase:
+    if workers == 0:
         from tui.streaming.session import StreamSession
 
         return StreamSession(settings)
     from tui.engine.remote import RemoteSession
 
-    return RemoteSession(settings, workers=settings.workers)
+    return RemoteSession(settings, workers=workers)
 
 
 def _route_logs() -> None:
@@ -458,7 +505,7 @@ def _run(args: argparse.Namespace, settings: Settings, questions: QuestionFeed, 
     history, recorder = begin_recording(session, mode, (), sys.stderr)
     run = HeadlessRun(
         settings, questions, mode, output=args.output, session=session,
-        jsonl=args.jsonl, several=questions.several,
+        jsonl=args.jsonl, several=questions.several or bool(session.variants),
     )  # fmt: skip
     caught: list[int] = []
     try:

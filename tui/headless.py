@@ -23,6 +23,7 @@ from tui.output.guarded import GuardedOut
 from tui.questions import QuestionsFileError
 from tui.streaming.arrivals import Arrivals, Schedule
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, Token
+from tui.streaming.metrics import RunSummary
 from tui.streaming.safe_text import hide_secrets, visible
 from tui.streaming.session_base import LiveStream as StreamRun
 from tui.streaming.session_base import SessionBase
@@ -56,6 +57,14 @@ def status_line(run: StreamRun) -> str:
     if m.error:
         parts.append(m.error)
     return " · ".join(parts)
+
+
+def summary_line(s: RunSummary) -> str:
+    return (
+        f"{s.streams} streams: {s.completed} done, {s.failed} failed, {s.cancelled} cancelled"
+        f" · {s.total_tokens} tokens · {s.output_throughput:.0f} tok/s · {s.duration:.2f} s"
+        f" · {s.retries} retries"
+    )
 
 
 def retry_note(event: Retrying) -> str:
@@ -92,6 +101,8 @@ class HeadlessRun:
             raise TypeError("HeadlessRun needs the session its streams run in")
         if self.several is None:
             self.several = not isinstance(self.questions, Sized) or len(self.questions) > 1
+        if self.session.variants:
+            self.several = True  # each question streams once per variant: tagged lines
         self.stdout = GuardedOut(self.stdout)  # type: ignore[assignment]
         self._safe = self.stdout.isatty()
         self._raw = not self.several and not self.jsonl
@@ -117,7 +128,7 @@ class HeadlessRun:
     def note(self, text: str, run: StreamRun | None = None) -> None:
         self._end_context()
         self._clear_progress()
-        tag = stream_tag(run.job.stream_id, colour=self._note_colour) if run is not None else ""
+        tag = stream_tag(run.job, colour=self._note_colour) if run is not None else ""
         self.stderr.write(tag + visible(hide_secrets(text)) + "\n")
         self.stderr.flush()
 
@@ -252,8 +263,8 @@ class HeadlessRun:
                     break
                 if arrivals is not None:
                     await arrivals.wait_turn()
-                run = self.session.new_run(question)
-                task = asyncio.create_task(self._follow(run), name=f"headless-{run.job.stream_id}")
+                runs = self.session.new_runs(question)
+                task = asyncio.create_task(self._follow_all(runs), name=f"headless-{runs[0].job.stream_id}")
                 live.add(task)
 
                 def ended(task: asyncio.Task[None]) -> None:
@@ -283,6 +294,13 @@ class HeadlessRun:
                 await asyncio.wait(consumers, timeout=STOP_GRACE_S)
         for task in consumers:
             task.cancel()
+
+    async def _follow_all(self, runs: list[StreamRun]) -> None:
+        """One question's streams (one per variant), followed together: its slot frees once all end."""
+        if len(runs) == 1:
+            await self._follow(runs[0])
+        else:
+            await asyncio.gather(*(self._follow(run) for run in runs))
 
     async def _follow(self, run: StreamRun) -> None:
         """One of several streams: its answer goes to stdout through the session's writers."""
@@ -333,8 +351,6 @@ class HeadlessRun:
         s = self.session.summary()
         if s.streams < 2:
             return
-        self.note(
-            f"{s.streams} streams: {s.completed} done, {s.failed} failed, {s.cancelled} cancelled"
-            f" · {s.total_tokens} tokens · {s.output_throughput:.0f} tok/s · {s.duration:.2f} s"
-            f" · {s.retries} retries"
-        )
+        self.note(summary_line(s))
+        for label, summary in self.session.variant_summaries().items():
+            self.note(f"  {label}: {summary_line(summary)}")

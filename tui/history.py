@@ -182,6 +182,22 @@ class StoredRun:
             return self.entry.summary
         return _rebuild_summary([s.figures for s in self.streams if s.figures], self.settings)
 
+    @property
+    def variants(self) -> list[str]:
+        """The labels of the run's variants, in their order; [] for a run without variants."""
+        labels = [s.figures.variant for s in self.streams if s.figures is not None and s.figures.variant]
+        return list(dict.fromkeys(labels))
+
+    def variant_figures(self) -> dict[str, dict[str, Any]]:
+        """Each variant's summary figures, from its own streams."""
+        return {
+            label: _rebuild_summary(
+                [s.figures for s in self.streams if s.figures is not None and s.figures.variant == label],
+                self.settings,
+            )
+            for label in self.variants
+        }
+
 
 def _rebuild_summary(figures: list[StreamFigures], settings: dict[str, Any]) -> dict[str, Any]:
     ends = [f.started_at + f.e2el for f in figures if f.started_at is not None and f.e2el is not None]
@@ -217,6 +233,17 @@ def _owner_gone(owner: str | None) -> bool:
     except OSError:
         return False
     return False
+
+
+def _settings_json(session: StreamSession) -> dict[str, Any]:
+    """The run's settings as kept; with variants, each variant's model, program and state too."""
+    saved = session.settings.public_dict()
+    variants = session.variant_settings()
+    if variants:
+        saved["variants"] = {
+            label: {"model": v.model, "program": v.program, "load": v.load} for label, v in variants.items()
+        }
+    return saved
 
 
 def _figures_json(figures: StreamFigures) -> str:
@@ -385,9 +412,10 @@ class RunHistory:
                 " VALUES (?, 'running', ?, ?, ?, ?)",
                 (
                     _now(),
-                    settings.model,
+                    ", ".join(dict.fromkeys(v.model for v in session.variant_settings().values()))
+                    or settings.model,
                     mode or settings.mode,
-                    json.dumps(settings.public_dict()),
+                    json.dumps(_settings_json(session)),
                     _owner(),
                 ),
             )

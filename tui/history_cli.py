@@ -225,9 +225,33 @@ def format_run(run: StoredRun) -> str:
     rows = [(figure_label(name), format_number(value)) for name, value in figures.items()]
     parts.append(_indent_table(_table(rows, right={1})))
     parts.append("\n" + _indent_table(_table(spread, right=set(range(1, len(spread[0]))))))
+    if run.variants:
+        parts.append("\nfigures by variant\n")
+        parts.append(_indent_table(_variant_table(run.variant_figures())))
     parts.append("\nstreams\n")
-    parts += [_format_stream(stream) for stream in run.streams]
+    for label in run.variants or [""]:
+        if label:
+            parts.append(f"\n  {visible(label)}\n")
+        parts += [_format_stream(s) for s in run.streams if label == (s.figures.variant if s.figures else "")]
     return "".join(parts)
+
+
+# The figures a per-variant table shows, most telling first.
+VARIANT_FIGURES = (
+    "completed", "failed", "median_ttft_ms", "p90_ttft_ms", "median_ttfo_ms",
+    "median_stream_output_tokens_per_s", "output_throughput", "total_output_tokens", "total_cost_usd", "total_retries", "request_goodput",
+)  # fmt: skip
+
+
+def _variant_table(by_variant: dict[str, dict[str, Any]]) -> str:
+    labels = list(by_variant)
+    rows = [("figure", *(visible(label) for label in labels))]
+    for name in VARIANT_FIGURES:
+        values = [by_variant[label].get(name) for label in labels]
+        if all(v is None for v in values):
+            continue
+        rows.append((figure_label(name), *(format_number(v) for v in values)))
+    return _table(rows, right=set(range(1, len(labels) + 1)))
 
 
 def _indent_table(table: str) -> str:
@@ -252,7 +276,10 @@ def _format_stream(stream: StoredStream) -> str:
             facts.append("cache hit")
     if stream.error:
         facts.append(visible(stream.error))
-    lines = [f"  [{stream.stream_id}] " + " · ".join(facts), f"    Q: {visible(stream.question)}"]
+    tag = stream.stream_id
+    if f is not None and f.variant:
+        tag = f"{stream.stream_id} · {visible(f.variant)}"
+    lines = [f"  [{tag}] " + " · ".join(facts), f"    Q: {visible(stream.question)}"]
     delivered = stream.attempts[-1].number if stream.attempts and stream.state == "done" else None
     for attempt in stream.attempts:
         if attempt.number == delivered:
@@ -281,4 +308,16 @@ def format_comparison(a: StoredRun, b: StoredRun) -> str:
         va, vb = fa.get(name), fb.get(name)
         rows.append((figure_label(name), format_number(va), format_number(vb), format_change(va, vb)))
     parts.append("\n" + _table(rows, right={1, 2, 3}))
+    va_figures, vb_figures = a.variant_figures(), b.variant_figures()
+    for label in [v for v in va_figures if v in vb_figures]:
+        rows = [("figure", f"run {ida}", f"run {idb}", "change")]
+        for name in VARIANT_FIGURES:
+            x, y = va_figures[label].get(name), vb_figures[label].get(name)
+            if x is None and y is None:
+                continue
+            rows.append((figure_label(name), format_number(x), format_number(y), format_change(x, y)))
+        parts.append(f"\n\nvariant {visible(label)}\n" + _table(rows, right={1, 2, 3}))
+    only = [v for v in [*va_figures, *vb_figures] if (v in va_figures) != (v in vb_figures)]
+    if only:
+        parts.append(f"\n\nvariants in one run only: {', '.join(visible(v) for v in only)}")
     return "".join(parts)

@@ -113,6 +113,7 @@ class StreamFigures:
     field_texts: dict[str, str] = field(default_factory=dict)  # every streamed field, by key
     prediction: dict[str, Any] = field(default_factory=dict)  # the final Prediction, as JSON values
     tool_calls: list[str] = field(default_factory=list)
+    variant: str = ""  # with variants: the label of the one this stream ran on
 
     @property
     def success(self) -> bool:
@@ -152,6 +153,7 @@ class StreamFigures:
             field_texts=hide_secrets_in(dict(run.record.current)),
             prediction=hide_secrets_in(prediction_json(run.record.prediction)),
             tool_calls=hide_secrets_in(list(getattr(run, "tool_calls", []))),
+            variant=run.job.variant,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -266,6 +268,7 @@ def per_request_lists(streams: Sequence[StreamFigures], slo: Mapping[str, float]
         "field_texts": [s.field_texts for s in streams],
         "predictions": [s.prediction for s in streams],
         "tool_calls": [s.tool_calls for s in streams],
+        "variant": [s.variant for s in streams],
     }
     if slo:
         lists["slo_met"] = [s.meets(slo) for s in streams]
@@ -290,8 +293,8 @@ def build_report(
     report: dict[str, Any] = {
         "date": (date or datetime.now()).strftime("%Y%m%d-%H%M%S"),
         "tool": f"dspy-stream {__version__}",
-        "model_id": settings.model,
-        "program": settings.program,
+        "model_id": _each(settings.model, [v.model for v in session.variant_settings().values()]),
+        "program": _each(settings.program, [v.program for v in session.variant_settings().values()]),
         "mode": settings.mode,
         "num_prompts": len(streams),
         "max_concurrency": settings.concurrency,
@@ -300,10 +303,36 @@ def build_report(
         "buffer_size": settings.buffer_size,
         "slo": {f"{name}_ms": ms for name, ms in (targets or {}).items()},
         **summary_figures(streams, session.summary().duration, targets),
+        "variants": list(session.variants),
+        "per_variant": per_variant_figures(session, streams, targets),
         **per_request_lists(streams, targets),
         "settings": settings.public_dict(),
     }
     return json_ready(report)
+
+
+def _each(one: str, of_variants: Sequence[str]) -> str:
+    """The run's model (or program); with variants, each of theirs once, in order."""
+    return ", ".join(dict.fromkeys(of_variants)) if of_variants else one
+
+
+def per_variant_figures(
+    session: StreamSession, streams: Sequence[StreamFigures], slo: Mapping[str, float] | None
+) -> dict[str, dict[str, Any]]:
+    """Each variant's model, program and state, and the summary figures of its streams alone."""
+    summaries = session.variant_summaries()
+    blocks = {}
+    for label, settings in session.variant_settings().items():
+        own = [s for s in streams if s.variant == label]
+        duration = summaries[label].duration if label in summaries else session.summary().duration
+        blocks[label] = {
+            "model_id": settings.model,
+            "program": settings.program,
+            "load": settings.load,
+            "num_prompts": len(own),
+            **summary_figures(own, duration, slo),
+        }
+    return blocks
 
 
 def json_ready(value: Any) -> Any:
@@ -341,6 +370,7 @@ def stream_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         itl_ms = Distribution.of(report["itls"][i]).as_dict(1000)
         row: dict[str, Any] = {
             "stream": report["stream_ids"][i],
+            "variant": report.get("variant", [""] * (i + 1))[i],
             "question": question,
             "state": report["states"][i],
             "success": report["successes"][i],
@@ -378,6 +408,8 @@ def summary_rows(report: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """`figure,value` rows: every scalar of the report, then the settings."""
     rows = [(k, v) for k, v in report.items() if not isinstance(v, list | dict)]
     rows += [(f"slo.{k}", v) for k, v in report["slo"].items()]
+    for label, figures in report.get("per_variant", {}).items():
+        rows += [(f"variant.{label}.{k}", v) for k, v in figures.items() if not isinstance(v, list | dict)]
     rows += [(f"settings.{k}", v) for k, v in report["settings"].items()]
     return rows
 

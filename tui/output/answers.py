@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from tui.output.guarded import GuardedOut
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, Token
+from tui.streaming.record import StreamJob
 from tui.streaming.safe_text import hide_secrets, visible
 
 if TYPE_CHECKING:
@@ -56,11 +57,13 @@ def wants_colour(out: Any, environ: dict[str, str] | None = None) -> bool:
         return False
 
 
-def stream_tag(stream_id: int, *, colour: bool) -> str:
-    """`[2] `, coloured by the stream's number when `colour`."""
-    tag = f"[{stream_id}]"
+def stream_tag(job: StreamJob, *, colour: bool) -> str:
+    """`[2] ` or `[Q2 · gpt-4o-mini · predict] `, coloured by the stream's number (its variant's
+    with variants) when `colour`."""
+    tag = f"[{job.tag}]"
     if colour:
-        tag = f"\x1b[{TAG_COLOURS[(stream_id - 1) % len(TAG_COLOURS)]}m{tag}\x1b[0m"
+        number = job.variant_no or job.stream_id
+        tag = f"\x1b[{TAG_COLOURS[(number - 1) % len(TAG_COLOURS)]}m{tag}\x1b[0m"
     return tag + " "
 
 
@@ -165,9 +168,11 @@ class TaggedLines:
         self.before_write = before_write
         self._partial: dict[int, str] = {}
         self._field: dict[int, str] = {}
+        self._jobs: dict[int, StreamJob] = {}
 
     def started(self, run: StreamRun) -> None:
         stream_id = run.job.stream_id
+        self._jobs[stream_id] = run.job
         self.end(stream_id)  # asked again: the earlier attempt's last words first
         self._field.pop(stream_id, None)
         lines = run.job.question.splitlines() or [""]
@@ -217,7 +222,7 @@ class TaggedLines:
     def _write(self, stream_id: int, lines: list[str]) -> None:
         if not lines:
             return
-        tag = stream_tag(stream_id, colour=self.colour)
+        tag = stream_tag(self._jobs.get(stream_id) or StreamJob("", stream_id), colour=self.colour)
         shown = []
         for line in lines:
             line = hide_secrets(line.rstrip("\r"))

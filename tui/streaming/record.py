@@ -19,6 +19,16 @@ class StreamJob:
     question: str
     stream_id: int = 0
     inputs: Mapping[str, str] = field(default_factory=dict)
+    # With variants (`--model a --model b`): which one this stream runs (its label and column,
+    # from 1), and which question of the run it asks, the same for every variant.
+    variant: str = ""
+    variant_no: int = 0
+    question_no: int = 0
+
+    @property
+    def tag(self) -> str:
+        """How lines and panes name the stream: `3`, or `Q3 · gpt-4o-mini · predict`."""
+        return f"Q{self.question_no} · {self.variant}" if self.variant else str(self.stream_id)
 
     @property
     def program_inputs(self) -> dict[str, str]:

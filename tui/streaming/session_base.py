@@ -160,11 +160,24 @@ class SessionBase:
             return self.settings.fault_rate
         return 0.0
 
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The labels of the variants each question runs on; () when there is one way to run."""
+        return ()
+
+    def new_runs(self, question_or_inputs: str | Mapping[str, str]) -> list[LiveStream]:
+        """The streams one question starts: one, or one per variant."""
+        return [self.new_run(question_or_inputs)]
+
     def new_run(self, question_or_inputs: str | Mapping[str, str]) -> LiveStream:
         """A stream for one question (the program's one input) or one value per input field."""
         self.ensure_program()
         question, inputs = self._job_inputs(question_or_inputs)
-        run = self._make_run(StreamJob(question, stream_id=len(self.runs) + 1, inputs=inputs))
+        return self.add_run(StreamJob(question, stream_id=len(self.runs) + 1, inputs=inputs))
+
+    def add_run(self, job: StreamJob) -> LiveStream:
+        """A stream for `job`, kept and announced to the watchers."""
+        run = self._make_run(job)
         if self.shows_recovery and self.settings.max_retries > 0 and run.job.stream_id == FAULTED_STREAM:
             run.forced_faults = 1  # whatever the dice say, one stream shows a retry
         self.runs.append(run)
@@ -212,6 +225,14 @@ class SessionBase:
             raise MissingInputs(missing)
         shown = inputs[fields[-1]].strip() if len(fields) > 1 else inputs[fields[0]].strip()
         return shown, {name: inputs[name] for name in fields}
+
+    def variant_summaries(self) -> dict[str, RunSummary]:
+        """Each variant's summary, by label; {} when there are no variants."""
+        return {}
+
+    def variant_settings(self) -> dict[str, Settings]:
+        """Each variant's settings, by label; {} when there are no variants."""
+        return {}
 
     def summary(self) -> RunSummary:
         duration = time.monotonic() - self.started_at if self.started_at is not None else 0.0
