@@ -239,7 +239,8 @@ def format_run(run: StoredRun) -> str:
 # The figures a per-variant table shows, most telling first.
 VARIANT_FIGURES = (
     "completed", "failed", "median_ttft_ms", "p90_ttft_ms", "median_ttfo_ms",
-    "median_stream_output_tokens_per_s", "output_throughput", "total_output_tokens", "total_cost_usd", "total_retries", "request_goodput",
+    "median_stream_output_tokens_per_s", "output_throughput", "total_output_tokens", "total_cost_usd",
+    "total_retries", "request_goodput",
 )  # fmt: skip
 
 
