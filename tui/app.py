@@ -288,7 +288,22 @@ class StreamDashboard(App[int]):
         if isinstance(self.screen, SummaryScreen):
             self.pop_screen()
         elif self.screen is self.dashboard:
-            self.push_screen(SummaryScreen(self.session.summary, self.throughput))
+            compare = self.compare_rows if self.session.variants else None
+            goodput = bool(self.settings.slo)
+            self.push_screen(
+                SummaryScreen(self.session.summary, self.throughput, compare=compare, goodput=goodput)
+            )
+
+    def compare_rows(self) -> dict[str, dict]:
+        """The compare table's rows: each variant's figures as they stand."""
+        from tui.report import parse_slo
+        from tui.streaming.compare import compare_table
+
+        by_variant: dict[str, list] = {label: [] for label in self.session.variants}
+        for run in self.session.runs:
+            by_variant.setdefault(run.job.variant, []).append(run.metrics)
+        slo = parse_slo(self.settings.slo) if self.settings.slo else None
+        return compare_table(by_variant, duration=self.session.summary().duration, slo_ms=slo)
 
     def action_save(self) -> None:
         if not self.session.runs:
@@ -324,10 +339,13 @@ class StreamDashboard(App[int]):
         for pane in self.dashboard.panes:
             pane.cancel()
         streams = [worker for worker in self.workers if worker.group == "stream"]
-        try:
-            await asyncio.wait_for(self.workers.wait_for_complete(streams), QUIT_GRACE_S)
-        except TimeoutError:
-            log.warning("streams still closing after %.0f s; quitting anyway", QUIT_GRACE_S)
+        # None: `wait_for_complete([])` would wait for every worker, this one too (a DeadlockError,
+        # and no exit), as an idle dashboard's hang-up or lost terminal did.
+        if streams:
+            try:
+                await asyncio.wait_for(self.workers.wait_for_complete(streams), QUIT_GRACE_S)
+            except TimeoutError:
+                log.warning("streams still closing after %.0f s; quitting anyway", QUIT_GRACE_S)
         self._exit_with_code()
 
     def terminal_gone(self) -> None:

@@ -30,6 +30,7 @@ from tui.widgets.program_outline import program_line
 from tui.widgets.question_input import QuestionInput
 from tui.widgets.sanitize import one_line
 from tui.widgets.stream_pane import StreamPane
+from tui.widgets.variants_bar import VariantsBar
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class DashboardScreen(Screen[None]):
         self._announced: dict[int, tuple[object, ...]] = {}  # pane number -> what was told of it
         self._typing_into: QuestionInput | None = None  # the box typed in last
         self.program_loading = loading
+        self.variants = session.variants  # a column each, a row a question
         self._waiting: list[str | Mapping[str, str]] = []  # asked while loading
         self.program_info: ProgramInfo | None = None
         if not loading:
@@ -117,14 +119,20 @@ class DashboardScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         settings = self.settings
         with Vertical(id="top-bars"):  # docked: a maximised pane (F2) keeps them above it
+            model, program = settings.model, settings.program
+            each = self.session.variant_settings().values()
+            if each:  # every variant's, once each
+                model = ", ".join(dict.fromkeys(v.model for v in each))
+                program = ", ".join(dict.fromkeys(v.program for v in each))
             yield GlobalStatusBar(
-                settings.model, settings.program, settings.mode, id="global-status",
-                brand=getattr(self.session, "brand", None),
-            )  # fmt: skip
+                model, program, settings.mode, id="global-status", brand=getattr(self.session, "brand", None)
+            )
+            if self.variants:
+                yield VariantsBar(self.variants, id="variants-bar")
             yield BatchProgress(id="batch-progress")
         hint = loading_hint(settings) if self.program_loading else EMPTY_HINT
         yield Static(hint, id="empty-hint", markup=not self.program_loading)
-        yield PaneGrid(id="panes")
+        yield PaneGrid(id="panes", columns=len(self.variants) or None)
         info = self.program_info
         if info is not None and len(info.inputs) > 1:
             yield EntryForm(info.inputs, id="entry-form")
@@ -220,15 +228,17 @@ class DashboardScreen(Screen[None]):
             )
             return panes
         for index, question in enumerate(questions):
-            pane = self._new_pane(question)
-            if pane is None:
+            started = self._new_panes(question)
+            if not started:
                 if typed is not None:
                     texts = [q for q in questions[index:] if isinstance(q, str)]
                     typed.restore(" ".join(texts))  # one line: the box holds one
                 break
-            panes.append(pane)
+            panes += started
         if panes:
             grid = self.query_one(PaneGrid)
+            if grid.row_shown is not None:
+                grid.show_row(None)
             grid.mount_all(panes)
             grid.fit_panes()
             self.query_one("#empty-hint").display = False
@@ -236,31 +246,36 @@ class DashboardScreen(Screen[None]):
             self.call_after_refresh(grid.scroll_to_widget, panes[0], animate=False)
         return panes
 
-    def _new_pane(self, question: str | Mapping[str, str]) -> StreamPane | None:
+    def _new_panes(self, question: str | Mapping[str, str]) -> list[StreamPane]:
+        """The panes of one question's streams: one, or one per variant."""
         try:
-            run = self.session.new_run(question)
+            runs = self.session.new_runs(question)
         except EmptyQuestion as refusal:
             self._refuse(refusal)
-            return None
+            return []
         except ModelError as error:
             self.notify(one_line(str(error)), title="Model", severity="error", markup=False)
-            return None
+            return []
         except Exception as error:  # one line for the user, the traceback to the log
             log.exception("could not start a stream")
             self.notify(f"could not start the stream: {one_line(str(error))}", severity="error", markup=False)
-            return None
-        run.metrics.clock = self.clock  # the dashboard's clock, so tests can freeze every figure
+            return []
         if self._started_at is None:
             self._started_at = self.clock()
         settings = self.settings
-        return StreamPane(
-            run,
-            run.job.stream_id,  # the pane's number is the stream's, in the saved session too
-            max_attempts=settings.max_retries + 1,
-            buffer_size=settings.buffer_size,
-            clock=self.clock,
-            merged=self.merged,
-        )
+        panes = []
+        for run in runs:
+            run.metrics.clock = self.clock  # the dashboard's clock, so tests can freeze every figure
+            pane = StreamPane(
+                run,
+                run.job.stream_id,  # the pane's number is the stream's, in the saved session too
+                max_attempts=settings.max_retries + 1,
+                buffer_size=settings.buffer_size,
+                clock=self.clock,
+                merged=self.merged,
+            )
+            panes.append(pane)
+        return panes
 
     def _refuse(self, refusal: EmptyQuestion) -> None:
         hint = one_line(str(refusal))
@@ -340,7 +355,7 @@ class DashboardScreen(Screen[None]):
             )
             why = f": {one_line(error)}" if error else ""
             self.notify(
-                f"Stream {pane.number} {state} off screen{why} (F6 or the table, F7, to find it)",
+                f"{pane.label} {state} off screen{why} (F6 or the table, F7, to find it)",
                 severity="error" if state == "failed" else "warning",
                 markup=False,
             )
@@ -366,6 +381,9 @@ class DashboardScreen(Screen[None]):
             pane.current = True
             if self.maximized is not None:
                 self.maximize(pane, container=False)
+            grid = self._grid
+            if grid is not None and grid.row_shown not in (None, pane.run.job.question_no):
+                grid.show_row(pane.run.job.question_no)
 
     def _current_or_warn(self) -> StreamPane | None:
         if self.current_pane is None:
@@ -386,7 +404,7 @@ class DashboardScreen(Screen[None]):
     def action_cancel_stream(self) -> None:
         pane = self._current_or_warn()
         if pane is not None and not pane.cancel():
-            self.notify(f"Stream {pane.number} has already ended.", severity="warning")
+            self.notify(f"{pane.label} has already ended.", severity="warning")
 
     def action_retry_stream(self) -> None:
         pane = self._current_or_warn()
@@ -409,7 +427,16 @@ class DashboardScreen(Screen[None]):
         if self.maximized is pane:
             self.minimize()
         self._make_current(None)
-        await pane.remove()  # its worker is cancelled with it, which cancels the run
+        # With variants a row goes as one: the columns stay the variants.
+        closing = (
+            [p for p in panes if p.run.job.question_no == pane.run.job.question_no]
+            if self.variants
+            else [pane]
+        )
+        grid = self.query_one(PaneGrid)
+        if grid.row_shown is not None:
+            grid.show_row(None)
+        await grid.remove_children(closing)  # their workers are cancelled with them, which cancels the runs
         panes = self.panes
         self.query_one(PaneGrid).fit_panes()
         if panes:
@@ -434,7 +461,15 @@ class DashboardScreen(Screen[None]):
         self._step(-1)
 
     def action_toggle_layout(self) -> None:
-        if self.maximized is not None:
+        grid = self.query_one(PaneGrid)
+        if self.variants:  # one question's row across the variants, or every row
+            if grid.row_shown is not None:
+                grid.show_row(None)
+            elif (pane := self._current_or_warn()) is not None:
+                grid.show_row(pane.run.job.question_no)
+            if self.current_pane is not None:
+                self.call_after_refresh(grid.scroll_to_widget, self.current_pane, animate=False)
+        elif self.maximized is not None:
             self.minimize()
         elif (pane := self._current_or_warn()) is not None:
             self.maximize(pane, container=False)
@@ -445,7 +480,7 @@ class DashboardScreen(Screen[None]):
             return
         answer = pane.answer
         if not answer:
-            self.notify(f"Stream {pane.number} has no answer yet.", severity="warning")
+            self.notify(f"{pane.label} has no answer yet.", severity="warning")
             return
         self.app.copy_to_clipboard(answer)
         self.notify(f"Copied the answer of stream {pane.number} ({len(answer):,} characters).")

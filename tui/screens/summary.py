@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from rich.table import Table
 from textual.app import ComposeResult
@@ -11,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
 
 from tui.streaming.metrics import Distribution, RunSummary
+from tui.widgets.compare_table import BEST_MARK, compare_table
 from tui.widgets.figures import DASH, millis, rate, seconds, usd
 
 FIGURES = (
@@ -77,12 +79,25 @@ class SummaryScreen(Screen[None]):
         Binding("f4,escape", "app.pop_screen", "Panes", tooltip="Back to the panes"),
     ]
 
-    def __init__(self, summarize: Callable[[], RunSummary], throughput: Sequence[float]) -> None:
+    def __init__(
+        self,
+        summarize: Callable[[], RunSummary],
+        throughput: Sequence[float],
+        *,
+        compare: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
+        goodput: bool = False,
+    ) -> None:
+        """`compare`: with variants, their compare table's rows (`tui.streaming.compare`)."""
         super().__init__(id="summary")
         self.summarize = summarize
         self.throughput = throughput
+        self.compare = compare
+        self.goodput = goodput
 
     def compose(self) -> ComposeResult:
+        if self.compare is not None:
+            yield Static(f"Compare · {BEST_MARK} best in its column", id="compare-title")
+            yield Static(id="compare-table")
         yield Static("Run summary", id="summary-title")
         yield Static(id="summary-totals")
         yield Static(id="summary-latency")
@@ -94,6 +109,10 @@ class SummaryScreen(Screen[None]):
         self.refresh_figures()
 
     def refresh_figures(self) -> None:
+        if self.compare is not None:
+            self.query_one("#compare-table", Static).update(
+                compare_table(self.compare(), goodput=self.goodput)
+            )
         summary = self.summarize()
         self.query_one("#summary-totals", Static).update(totals_table(summary))
         self.query_one("#summary-latency", Static).update(latency_table(summary))

@@ -52,20 +52,23 @@ def variant_settings(
     base: Settings, models: Sequence[str], choices: Sequence[ProgramChoice]
 ) -> list[Settings]:
     """The settings of every variant: each model with each program choice, models first."""
+    # Where `--load` is given, a program given none runs as written, not with another's state.
+    loads_given = any(choice.load is not None for choice in choices)
     variants = []
     for model in models or [base.model]:
         for choice in choices or [ProgramChoice(None)]:
             changes: dict[str, Any] = {"model": model}
             if choice.program is not None:
                 changes["program"] = choice.program
-            if choice.load is not None:
+            if loads_given:
                 changes["load"] = choice.load
             variants.append(base.replace(**changes))
     seen: set[tuple[str, str, str | None]] = set()
     for settings in variants:
         key = (settings.model, settings.program, settings.load)
         if key in seen:
-            raise ConfigError(f"the variant {variant_label(settings, settings)} is given twice")
+            named = LABEL_SEPARATOR.join(part for part in key if part)
+            raise ConfigError(f"the variant {named} is given twice: give each model or program once")
         seen.add(key)
     return variants
 

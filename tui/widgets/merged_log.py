@@ -48,6 +48,8 @@ class MergedLog:
         self.entries: list[Entry] = []
         self.dropped = 0  # entries dropped from the front, so indexes stay absolute
         self._open: dict[tuple[int, str], Entry] = {}
+        # With variants a line names the question and the variant, coloured by the variant.
+        self.tags: dict[int, tuple[str, int]] = {}
 
     @property
     def end(self) -> int:
@@ -68,8 +70,15 @@ class MergedLog:
             self._open[key] = entry
         entry.text += text
 
-    def add_question(self, stream_id: int, question: str) -> None:
+    def tag(self, stream_id: int) -> tuple[str, str]:
+        """A stream's tag, `Stream 3` or `Q1 · gpt-4o-mini`, and its colour."""
+        tag, colour_no = self.tags.get(stream_id, (f"Stream {stream_id}", stream_id))
+        return tag, stream_colour(colour_no)
+
+    def add_question(self, stream_id: int, question: str, *, tag: str = "", colour_no: int = 0) -> None:
         """A stream starts: the merged log says which question it answers."""
+        if tag:
+            self.tags[stream_id] = (tag, colour_no or stream_id)
         self._open = {key: e for key, e in self._open.items() if key[0] != stream_id}
         self._append(Entry(stream_id, "question", question))
 
@@ -127,7 +136,7 @@ class MergedLogView(StreamText, can_focus=True):
 
     def _emit(self, entry: Entry, text: str) -> None:
         """Write text; each new line is tagged, and blank lines are left out."""
-        colour = stream_colour(entry.stream_id)
+        name, colour = self.merged.tag(entry.stream_id)
         styles = {
             "note": Style(color=colour, italic=True),
             "reasoning": Style(dim=True),
@@ -144,7 +153,7 @@ class MergedLogView(StreamText, can_focus=True):
                 if self._line_owner is not None:
                     self._pieces.append(("\n", None))
                 label = {"reasoning": " (reasoning)", "question": " asks:"}.get(entry.kind, "")
-                tag = f"[Stream {entry.stream_id}]{label}"
+                tag = f"[{name}]{label}"
                 self._pieces.append((tag + " ", Style(color=colour, bold=True)))
                 self._line_owner, self._line_break = owner, False
                 part = part.lstrip()

@@ -31,7 +31,7 @@ from tui.streaming.program_info import ProgramInfo
 from tui.widgets.field_section import FieldSection, TimelineBlock, Trail, format_value
 from tui.widgets.figures import count, seconds
 from tui.widgets.markdown_view import MarkdownView
-from tui.widgets.merged_log import MergedLog
+from tui.widgets.merged_log import MergedLog, stream_colour
 from tui.widgets.sanitize import one_line, sanitize
 from tui.widgets.stream_status import StatusFacts, StreamStatus, retry_text
 from tui.widgets.stream_text import StreamText
@@ -111,6 +111,12 @@ class StreamPane(Vertical, can_focus=True):
         self._status_state: str | None = None
         self._status_tokens = 0  # the token count the status line shows
 
+    @property
+    def label(self) -> str:
+        """How messages name the stream: `Stream 3`, or `Q1 · gpt-4o-mini` with variants."""
+        job = self.run.job
+        return job.tag if job.variant else f"Stream {self.number}"
+
     def compose(self) -> ComposeResult:
         yield Static(Content(sanitize(self.question)), classes="question")
         yield Trail(classes="trail")
@@ -121,7 +127,12 @@ class StreamPane(Vertical, can_focus=True):
         yield StreamStatus(classes="stream-status")
 
     def on_mount(self) -> None:
-        self.border_title = f"Stream {self.number}"
+        job = self.run.job
+        if job.variant:  # a column of the compare grid: its question and its variant, in its colour
+            colour = stream_colour(job.variant_no)
+            self.border_title = Content.assemble(f"Q{job.question_no} · ", (job.variant, f"bold {colour}"))
+        else:
+            self.border_title = f"Stream {self.number}"
         # Looked up once: tick() runs many times a second in every pane.
         self._answer_view = self.query_one(".answer-text", StreamText)
         self._markdown = self.query_one(".answer-markdown", MarkdownView)
@@ -187,7 +198,13 @@ class StreamPane(Vertical, can_focus=True):
         self._reset = True
         self._finalised = False
         if self.merged is not None:
-            self.merged.add_question(self.number, one_line(run.job.question))
+            job = run.job
+            self.merged.add_question(
+                self.number,
+                one_line(job.question),
+                tag=job.tag if job.variant else "",
+                colour_no=job.variant_no,
+            )
         return self.run_worker(
             self._consume(run),
             name=f"stream-{self.number}",
