@@ -115,6 +115,7 @@ class StreamDashboard(App[int]):
         self.settings = settings
         self.questions = initial_questions(settings.mode, questions)
         self.session = session
+        session.use_clock(clock)
         self.schedule = schedule  # when each question given at start gets its pane; None: at once
         self.clock = clock
         self.tick_hz = tick_hz

@@ -103,6 +103,7 @@ class SessionBase:
         self.started_at: float | None = None
         self._watchers: list[StreamWatcher] = []
         self._observers: list[EventObserver] = []  # the watchers' `feed`, shared by every run
+        self.clock: Callable[[], float] = time.monotonic  # the run's start and length are read on it
 
     # -- where streams run: the subclass's part -----------------------------------------
 
@@ -141,9 +142,13 @@ class SessionBase:
         for watcher in list(self._watchers):
             watcher.started(run)
 
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """Read the run's start and length on `clock`, as its streams' figures are (a frozen one in tests)."""
+        self.clock = clock
+
     def _mark_started(self) -> None:
         if self.started_at is None:
-            self.started_at = time.monotonic()
+            self.started_at = self.clock()
 
     def _run_seed(self) -> float:
         return self._rng.random()
@@ -235,7 +240,7 @@ class SessionBase:
         return {}
 
     def summary(self) -> RunSummary:
-        duration = time.monotonic() - self.started_at if self.started_at is not None else 0.0
+        duration = self.clock() - self.started_at if self.started_at is not None else 0.0
         ends = [r.metrics.ended_at for r in self.runs if r.metrics.ended_at is not None]
         if self.started_at is not None and ends and all(r.terminal for r in self.runs):
             duration = max(ends) - self.started_at

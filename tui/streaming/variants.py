@@ -8,8 +8,7 @@ retry state, concurrency limit and workers), so one variant's rate limits never 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -157,6 +156,11 @@ class VariantSession(SessionBase):
         for _, session in self.children:
             session.close()
 
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        super().use_clock(clock)
+        for _, session in self.children:
+            session.use_clock(clock)
+
     def watch(self, watcher: StreamWatcher) -> None:
         super().watch(watcher)
         for _, session in self.children:
@@ -174,8 +178,7 @@ class VariantSession(SessionBase):
         self.ensure_program()
         question, inputs = self._job_inputs(question_or_inputs)
         self._questions += 1
-        if self.started_at is None:
-            self.started_at = time.monotonic()
+        self._mark_started()
         runs = []
         for number, (label, session) in enumerate(self.children, 1):
             job = StreamJob(
