@@ -94,6 +94,33 @@ def test_variants_of_program_and_saved_state_are_labelled_and_reported(openai_se
     assert sum("Answer like a pirate." in prompt for prompt in prompts) == 1
 
 
+def test_a_recorded_compare_run_replays_with_its_variants(openai_server, tmp_path):
+    openai_server.reset(Behaviour(tokens=8, tokens_per_s=80))
+    trace, original, replayed = tmp_path / "run.trace", tmp_path / "a.json", tmp_path / "b.json"
+    models = ["--model", "openai/alpha", "--model", "openai/fault:503:times=1", "--max-retries", "1"]
+    done = _run(
+        openai_server, tmp_path, *models, "--record", str(trace), "--report", str(original), "one", "two"
+    )
+    assert done.returncode == 0, done.stderr
+    replay = subprocess.run(
+        [sys.executable, "-m", "tui", "replay", str(trace), "--speed", "max", "--headless",
+         "--report", str(replayed)],
+        env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    a, b = json.loads(original.read_text()), json.loads(replayed.read_text())
+    assert b["variants"] == a["variants"] == ["alpha", "fault:503:times=1"]
+    assert sorted(zip(b["stream_ids"], b["variant"], strict=True)) == sorted(
+        zip(a["stream_ids"], a["variant"], strict=True)
+    )
+    for label in a["variants"]:
+        assert b["per_variant"][label]["completed"] == a["per_variant"][label]["completed"] == 2
+        assert b["per_variant"][label]["total_retries"] == a["per_variant"][label]["total_retries"]
+        assert b["per_variant"][label]["model_id"] == a["per_variant"][label]["model_id"]
+    assert a["per_variant"]["fault:503:times=1"]["total_retries"] == 1
+    assert "[Q2 · alpha]" in replay.stdout
+
+
 def test_history_shows_and_compares_runs_by_variant(openai_server, tmp_path):
     openai_server.reset(Behaviour(tokens=5))
     models = ["--model", "openai/alpha", "--model", "openai/beta"]

@@ -422,6 +422,8 @@ class RunHistory:
             run_id = cursor.lastrowid
             assert run_id is not None
             first = len(session.runs) + 1
+            # With variants each question is a stream per variant, numbered question by question.
+            questions = [q for q in questions for _ in session.variants or ("",)]
             db.executemany(
                 "INSERT INTO streams (run_id, stream_id, question, state) VALUES (?, ?, ?, 'pending')",
                 [(run_id, first + i, q.strip()) for i, q in enumerate(questions)],

@@ -164,7 +164,9 @@ async def test_a_react_run_reads_as_a_timeline(make_app, openai_server: OpenAISe
 
 
 async def test_the_status_line_and_summary_show_provider_figures(make_app, openai_server: OpenAIServer):
-    openai_server.reset(Behaviour(fields={"title": "Rust", "answer": "A language.", "confidence": "0.5"}))
+    # Paced: unpaced, title and answer can arrive in one read, and TTFO then equals TTFT (not shown).
+    fields = {"title": "Rust", "answer": "A language.", "confidence": "0.5"}
+    openai_server.reset(Behaviour(fields=fields, token_delay=0.01))
     app = make_app(["What is Rust?"], signature=MULTI_OUTPUT)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, all_ended(app))

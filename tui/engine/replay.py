@@ -30,6 +30,9 @@ from tui.streaming.wire import apply_figures, decode
 MAX_SPEED_BATCH = 64
 
 
+VARIANT_KEYS = ("model", "program", "load")  # what a recorded variant says of itself
+
+
 def replay_settings(trace: Trace) -> Settings:
     """The recorded run's settings (as reports keep them), for what the screens show."""
     saved = trace.settings
@@ -211,6 +214,21 @@ class ReplaySession(SessionBase):
     def program_info(self) -> ProgramInfo:
         return self._info
 
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The recorded run's variants, in their column order."""
+        streams = sorted(self.trace.streams, key=lambda s: s.variant_no)
+        return tuple(dict.fromkeys(s.variant for s in streams if s.variant))
+
+    def variant_settings(self) -> dict[str, Settings]:
+        saved = self.trace.header.get("variants") or {}
+        return {
+            label: self.settings.replace(
+                **{k: v for k, v in saved.get(label, {}).items() if k in VARIANT_KEYS}
+            )
+            for label in self.variants
+        }
+
     def new_run(self, question_or_inputs: str | Mapping[str, str]) -> ReplayRun:
         """The next recorded stream, asked with what it was asked; nothing else is asked."""
         if self._next >= len(self.trace.streams) or question_or_inputs != self.questions[self._next]:
@@ -222,7 +240,10 @@ class ReplaySession(SessionBase):
             self.started_at = self.clock.origin
         recorded = self.trace.streams[self._next]
         self._next += 1
-        job = StreamJob(job.question, stream_id=recorded.stream_id, inputs=job.inputs)
+        job = StreamJob(
+            job.question, stream_id=recorded.stream_id, inputs=job.inputs, variant=recorded.variant,
+            variant_no=recorded.variant_no, question_no=recorded.question_no,
+        )  # fmt: skip
         run = ReplayRun(job, self, recorded)
         run.observers = self._observers
         return run

@@ -232,16 +232,23 @@ class SessionBase:
         return shown, {name: inputs[name] for name in fields}
 
     def variant_summaries(self) -> dict[str, RunSummary]:
-        """Each variant's summary, by label; {} when there are no variants."""
-        return {}
+        """Each variant's summary over its own streams, by label; {} when there are no variants."""
+        return {
+            label: self._summary_of([run for run in self.runs if run.job.variant == label])
+            for label in self.variants
+        }
 
     def variant_settings(self) -> dict[str, Settings]:
         """Each variant's settings, by label; {} when there are no variants."""
         return {}
 
     def summary(self) -> RunSummary:
+        return self._summary_of(self.runs)
+
+    def _summary_of(self, runs: list[Any]) -> RunSummary:
+        """`runs`' figures, timed from the run's start to now, or to the last end once all ended."""
         duration = self.clock() - self.started_at if self.started_at is not None else 0.0
-        ends = [r.metrics.ended_at for r in self.runs if r.metrics.ended_at is not None]
-        if self.started_at is not None and ends and all(r.terminal for r in self.runs):
+        ends = [r.metrics.ended_at for r in runs if r.metrics.ended_at is not None]
+        if self.started_at is not None and ends and all(r.terminal for r in runs):
             duration = max(ends) - self.started_at
-        return summarize([r.metrics for r in self.runs], duration)
+        return summarize([r.metrics for r in runs], duration)

@@ -84,6 +84,10 @@ class TraceWriter:
                 "trace": "dspy-stream", "version": TRACE_VERSION,
                 "date": datetime.now().isoformat(timespec="seconds"), "mode": self.mode,
                 "settings": self.session.settings.public_dict(), "program": asdict(run.info),
+                "variants": {
+                    label: {"model": v.model, "program": v.program, "load": v.load}
+                    for label, v in self.session.variant_settings().items()
+                },
             })  # fmt: skip
         self._started += 1
         key = self._started
@@ -91,7 +95,8 @@ class TraceWriter:
         self._figures[key] = FiguresDelta(run.metrics)
         self._write({
             "start": key, "id": run.job.stream_id, "question": hide_secrets(run.job.question),
-            "inputs": hide_secrets_in(dict(run.job.inputs)), "variant": getattr(run.job, "variant", ""),
+            "inputs": hide_secrets_in(dict(run.job.inputs)), "variant": run.job.variant,
+            "variant_no": run.job.variant_no, "question_no": run.job.question_no,
             "t": self._offset(self.clock()),
         })  # fmt: skip
 
@@ -179,6 +184,8 @@ class RecordedStream:
     inputs: dict[str, str]
     variant: str
     start: float
+    variant_no: int = 0
+    question_no: int = 0
     # (seconds from the run's start, encoded event without its time, changed figures or None)
     events: list[tuple[float, list, dict[str, Any] | None]] = field(default_factory=list)
 
@@ -246,6 +253,7 @@ def read_trace(path: Path) -> Trace:
                 streams[record["start"]] = RecordedStream(
                     record["start"], int(record.get("id", len(streams) + 1)), str(record.get("question", "")),
                     dict(record.get("inputs") or {}), str(record.get("variant") or ""), float(record["t"]),
+                    int(record.get("variant_no") or 0), int(record.get("question_no") or 0),
                 )  # fmt: skip
                 ends_at = max(ends_at, float(record["t"]))
             elif "e" in record and record["e"] in streams:

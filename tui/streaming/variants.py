@@ -14,7 +14,6 @@ from pathlib import PurePath
 from typing import Any
 
 from tui.config import ConfigError, Settings
-from tui.streaming.metrics import RunSummary
 from tui.streaming.program_info import ProgramInfo
 from tui.streaming.record import StreamJob
 from tui.streaming.session_base import LiveStream, SessionBase, StreamWatcher
@@ -198,14 +197,6 @@ class VariantSession(SessionBase):
         else:
             self.runs[index] = run
         return run
-
-    def variant_summaries(self) -> dict[str, RunSummary]:
-        """Each variant's run summary, over its own streams, timed from the run's start."""
-        summaries = {}
-        for label, session in self.children:
-            session.started_at = self.started_at
-            summaries[label] = session.summary()
-        return summaries
 
     def variant_settings(self) -> dict[str, Settings]:
         return {label: session.settings for label, session in self.children}

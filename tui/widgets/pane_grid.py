@@ -64,6 +64,9 @@ class PaneGrid(ScrollableContainer, can_focus=False):
     def _fit_rows(self, height: int) -> None:
         """A row a question, a column a variant, in their order; a row shown alone fills the grid."""
         assert self.columns is not None
+        order = [(p.run.job.question_no, p.run.job.variant_no) for p in self.panes]
+        if order != sorted(order):  # a replay starts them in the order they started
+            self.sort_children(key=lambda pane: (pane.run.job.question_no, pane.run.job.variant_no))
         panes = [pane for pane in self.panes if pane.display]
         rows = math.ceil(len(panes) / self.columns) if panes else 1
         self.styles.grid_size_columns = self.columns
