@@ -25,7 +25,11 @@ from textual.pilot import Pilot  # noqa: E402
 from tests.support.openai_server import Behaviour, OpenAIServer  # noqa: E402
 from tui.app import StreamDashboard  # noqa: E402
 from tui.config import Settings  # noqa: E402
+from tui.engine.replay import ReplaySession  # noqa: E402
 from tui.streaming.session import StreamSession  # noqa: E402
+from tui.streaming.session_base import SessionBase  # noqa: E402
+from tui.streaming.trace import TraceWriter, read_trace  # noqa: E402
+from tui.streaming.variants import VariantSession, variant_labels  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 SIZE = (140, 42)
@@ -81,17 +85,41 @@ async def picture(
     server: OpenAIServer,
     questions: list[str],
     ready: Callable[[StreamDashboard, Pilot], Awaitable[None]],
+    *,
+    session: Callable[[Settings], SessionBase] = StreamSession,
+    then: Callable[[StreamDashboard, Pilot], Awaitable[str]] | None = None,
     **settings: object,
 ) -> None:
+    """`then`: after the first picture, go on to a second one (its name returned)."""
     clock = settings.pop("clock", frozen_clock)
     config = Settings(model="openai/test-model", api_base=server.base_url, retry_delay=0.0)
     config = config.replace(**settings)
-    app = StreamDashboard(config, questions, session=StreamSession(config), clock=clock, steady=True)
+    made = session(config)
+    schedule = made if isinstance(made, ReplaySession) else None
+    app = StreamDashboard(config, questions, session=made, clock=clock, steady=True, schedule=schedule)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
         await pilot.pause(0.4)
         path = app.save_screenshot(filename=f"{name}.svg", path=str(OUT))
         print(f"wrote {Path(path).relative_to(ROOT)}")
+        if then is not None:
+            second = await then(app, pilot)
+            await pilot.pause(0.4)
+            path = app.save_screenshot(filename=f"{second}.svg", path=str(OUT))
+            print(f"wrote {Path(path).relative_to(ROOT)}")
+
+
+COMPARED = ("openai/gpt-4o-mini", "openai/gpt-4o", "openai/gpt-3.5-turbo")
+COMPARE_ANSWER = (
+    "Streaming shows each **token** as it arrives: the first words are read while the model "
+    "still writes the rest, and a slow or failing answer is seen at once."
+)
+
+
+def compare_session(config: Settings) -> SessionBase:
+    each = [config.replace(model=model) for model in COMPARED]
+    labels = variant_labels(each)
+    return VariantSession(config, [(label, StreamSession(s)) for label, s in zip(labels, each, strict=True)])
 
 
 def ended(app: StreamDashboard) -> Callable[[], bool]:
@@ -156,6 +184,62 @@ async def main() -> None:
             "react", server, [REACT_QUESTION], react,
             program="react", tools=str(ROOT / "examples" / "tools.py"),
             model="openai/gpt-4o-mini", clock=time.monotonic,
+        )  # fmt: skip
+
+        # Three models compared on the same questions: two stream at their own pace, the third
+        # is rate-limited and waits out its Retry-After. Then F4: the compare table.
+        server.reset(Behaviour(text=COMPARE_ANSWER))
+        server.models = {
+            "gpt-4o-mini": Behaviour(text=COMPARE_ANSWER, tokens_per_s=45, first_token_delay=0.2),
+            "gpt-4o": Behaviour(text=COMPARE_ANSWER, tokens_per_s=25, first_token_delay=0.45),
+            "gpt-3.5-turbo": Behaviour(status=429, retry_after=30),
+        }
+
+        def compared_ended(app: StreamDashboard) -> bool:
+            panes = app.dashboard.panes
+            return len(panes) == 6 and all(not p.live for p in panes if p.run.job.variant_no < 3)
+
+        async def compare(app: StreamDashboard, pilot: Pilot) -> None:
+            await until(pilot, lambda: compared_ended(app), timeout=60)
+            app.dashboard.query_one("#question").value = "What does a bounded queue protect?"
+
+        async def compare_table(app: StreamDashboard, pilot: Pilot) -> str:
+            await pilot.press("f4")
+            await pilot.pause(1.2)  # the table is refreshed once a second
+            return "compare-table"
+
+        await picture(
+            "compare", server, QUESTIONS[:2], compare, session=compare_session, then=compare_table,
+            clock=time.monotonic,
+        )  # fmt: skip
+
+        # Record a run (a retry included), then replay it at twice its speed with no server.
+        trace_path = OUT / ".replay.trace"
+        server.reset(Behaviour(text=ANSWER, tokens_per_s=40, first_token_delay=0.2))
+        server.script({"status": 429, "retry_after": 1})
+
+        def recorded(config: Settings) -> SessionBase:
+            session = StreamSession(config)
+            session.watch(TraceWriter(trace_path, session, "concurrent"))
+            return session
+
+        async def record(app: StreamDashboard, pilot: Pilot) -> None:
+            await until(pilot, ended(app), timeout=60)
+
+        await picture("recorded", server, QUESTIONS[:3], record, session=recorded, clock=time.monotonic)
+        (OUT / "recorded.svg").unlink()
+        replayed = ReplaySession(read_trace(trace_path), speed=2.0)
+        trace_path.unlink()
+
+        async def replay(app: StreamDashboard, pilot: Pilot) -> None:
+            panes = app.dashboard.panes
+            await until(pilot, lambda: len(app.dashboard.panes) == 3, timeout=30)
+            panes = app.dashboard.panes
+            await until(pilot, lambda: sum(p.run.metrics.tokens for p in panes) > 60, timeout=30)
+
+        await picture(
+            "replay", server, list(replayed.questions), replay, session=lambda _config: replayed,
+            clock=replayed.clock,
         )  # fmt: skip
 
 

@@ -596,6 +596,9 @@ class OpenAIServer:
         self.requests: list[RecordedRequest] = []
         self._script: deque[Behaviour] = deque()
         self._model_uses: dict[str, int] = {}
+        # A behaviour for every request to a plain model name, e.g. {"gpt-4o": Behaviour(...)}:
+        # variants that look like real models and answer each in its own way.
+        self.models: dict[str, Behaviour] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._ids = itertools.count(1)
@@ -632,6 +635,7 @@ class OpenAIServer:
         with self._lock:
             self._script.clear()
             self._model_uses.clear()
+            self.models.clear()
             self.requests = []
             self.default = default or Behaviour()
 
@@ -727,6 +731,8 @@ class OpenAIServer:
     def _choose(self, model: str | None) -> Behaviour:
         """The behaviour for a request to ``model``; ValueError for a model spec it cannot read."""
         with self._lock:
+            if model in self.models:
+                return self.models[model]
             spec = parse_model_spec(model) if model else None
             if spec is not None:
                 overrides, times = spec
