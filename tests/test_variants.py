@@ -142,6 +142,16 @@ def test_history_shows_and_compares_runs_by_variant(openai_server, tmp_path):
     assert "variant alpha" in compare.stdout and "variant beta" in compare.stdout
 
 
+def test_jsonl_records_name_the_question_and_the_variant(openai_server, tmp_path):
+    openai_server.reset(Behaviour(tokens=3))
+    models = ["--model", "openai/alpha", "--model", "openai/beta"]
+    done = _run(openai_server, tmp_path, "--jsonl", *models, "one")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    ends = {(r["question_no"], r["variant"]) for r in records if r["event"] == "done"}
+    assert ends == {(1, "alpha"), (1, "beta")}
+
+
 def test_variants_whose_programs_take_different_inputs_are_refused_in_one_line(openai_server, tmp_path):
     done = _run(
         openai_server, tmp_path, "--model", "openai/test-model", "--program", "predict",

@@ -1,6 +1,7 @@
 """`--jsonl`: one JSON object a line for each event of each stream, for other programs to read.
 
-Every record has `stream` (its number), `event` and `time` (seconds since the writer began).
+Every record has `stream` (its number), `event` and `time` (seconds since the writer began);
+with variants, also `question_no` and `variant` (its label).
 `start` has the `question`; `token` the `field` and `text`; `status` the `kind` and `text`;
 `retry` the `attempt`, `max_attempts`, `delay` and `error`; the one last record of a stream is
 `done` (`text`: the answer, `tokens`, `reason`: the server's finish reason), `failed` (`error`,
@@ -82,6 +83,9 @@ class JsonlEvents:
             "event": event,
             "time": round(self.clock() - self.began, 3),
         }
+        if run.job.variant:  # comparing: which question, on which variant
+            record["question_no"] = run.job.question_no
+            record["variant"] = run.job.variant
         for name, value in fields.items():
             record[name] = hide_secrets(value) if isinstance(value, str) else value
         if self.before_write is not None:
