@@ -38,7 +38,7 @@ from tui.screens.table import TableScreen
 from tui.streaming.arrivals import Arrivals, Schedule
 from tui.streaming.session_base import SessionBase as StreamSession
 from tui.transcript import default_path, save_session
-from tui.widgets.global_status import total_tokens_per_s
+from tui.widgets.global_status import run_names, total_tokens_per_s
 from tui.widgets.merged_log import MergedLog
 from tui.widgets.sanitize import one_line
 from tui.widgets.stream_pane import StreamPane
@@ -270,7 +270,8 @@ class StreamDashboard(App[int]):
         if isinstance(self.screen, AggregateScreen):
             self.pop_screen()
         elif self.screen is self.dashboard:
-            self.push_screen(AggregateScreen(self.merged, self.session.runs, self.settings))
+            names = run_names(self.settings, self.session.variant_settings())
+            self.push_screen(AggregateScreen(self.merged, self.session.runs, self.settings, names=names))
 
     def action_table(self) -> None:
         if isinstance(self.screen, TableScreen):

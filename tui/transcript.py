@@ -68,6 +68,8 @@ def stream_dict(run: StreamRun) -> dict[str, Any]:
     record = run.record
     return {
         "stream": run.job.stream_id,
+        "variant": run.job.variant,
+        "question_no": run.job.question_no,
         "question": record.question,
         "state": run.metrics.state,
         "truncated": run.metrics.truncated,
@@ -93,6 +95,9 @@ def session_dict(session: StreamSession, settings: Settings, saved_at: datetime)
             "saved_at": saved_at.isoformat(timespec="seconds"),
             "settings": settings.public_dict(),
             "summary": summary_dict(session.summary()),
+            "variants": {
+                label: summary_dict(summary) for label, summary in session.variant_summaries().items()
+            },
             "streams": [stream_dict(run) for run in session.runs],
         }
     )
@@ -134,9 +139,16 @@ def session_markdown(data: dict[str, Any]) -> str:
         if isinstance(value, dict):
             value = _spread(value)
         out.append(f"| {name} | {_figure(value)} |")
+    for label, figures in (data.get("variants") or {}).items():
+        out += ["", f"## Summary · {label}", "", "| figure | value |", "|---|---|"]
+        for name, value in figures.items():
+            out.append(f"| {name} | {_figure(_spread(value) if isinstance(value, dict) else value)} |")
     for stream in data["streams"]:
         state = stream["state"] + (", truncated at the token limit" if stream.get("truncated") else "")
-        out += ["", f"## Stream {stream['stream']}: {state}", "", "**Question**", ""]
+        named = f"Stream {stream['stream']}"
+        if stream.get("variant"):
+            named += f" · Q{stream.get('question_no')} · {stream['variant']}"
+        out += ["", f"## {named}: {state}", "", "**Question**", ""]
         out += [_quote(stream["question"]), ""]
         inputs = stream.get("inputs") or {}
         if len(inputs) > 1:

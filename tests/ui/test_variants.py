@@ -7,6 +7,7 @@ third variant's model is rate-limited by the server, and with no retries its str
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from textual.widgets import Static
 
@@ -14,9 +15,12 @@ from tests.support.openai_server import Behaviour, OpenAIServer
 from tests.ui.conftest import SIZE, all_ended, frozen_clock, panes, server_settings, settle, wait_until
 from tui.app import StreamDashboard
 from tui.screens.summary import SummaryScreen
+from tui.screens.table import TableScreen
 from tui.streaming.session import StreamSession
 from tui.streaming.variants import VariantSession, variant_labels
+from tui.transcript import session_dict
 from tui.widgets.pane_grid import PaneGrid
+from tui.widgets.stream_table import StreamTable
 
 MODELS = ("openai/alpha", "openai/beta", "openai/fault:429")
 QUESTIONS = ["What is Rust?", "What is Go?"]
@@ -55,6 +59,20 @@ async def test_a_row_per_question_and_a_column_per_variant(openai_server):
         assert "429" in panes(app)[2].run.metrics.error
         bar = _text(app.dashboard.query_one("#variants-bar", Static))
         assert "alpha" in bar and "beta" in bar and "fault:429" in bar
+        # The table names each stream's variant; a saved session keeps it, with a summary per variant.
+        await pilot.press("f7")
+        await wait_until(pilot, lambda: isinstance(app.screen, TableScreen))
+        table = app.screen.query_one(StreamTable)
+        assert [c.key for c in table.shown_columns][:2] == ["id", "variant"]
+        labels = ["alpha", "beta", "fault:429"]
+        assert [table.values[n]["variant"] for n in sorted(table.values)] == labels * 2
+        await pilot.press("escape")
+        saved = session_dict(app.session, app.settings, datetime.now())
+        assert list(saved["variants"]) == ["alpha", "beta", "fault:429"]
+        assert saved["variants"]["fault:429"]["failed"] == 2
+        assert [(s["question_no"], s["variant"]) for s in saved["streams"]][:3] == [
+            (1, "alpha"), (1, "beta"), (1, "fault:429"),
+        ]  # fmt: skip
         # F2: the current question's row alone; F2 again: every row.
         panes(app)[4].focus()
         await pilot.press("f2")

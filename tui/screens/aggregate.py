@@ -25,8 +25,12 @@ class AggregateScreen(Screen[None]):
         Binding("f3,escape", "app.pop_screen", "Panes", tooltip="Back to the panes"),
     ]
 
-    def __init__(self, merged: MergedLog, runs: Sequence[StreamRun], settings: Settings) -> None:
+    def __init__(
+        self, merged: MergedLog, runs: Sequence[StreamRun], settings: Settings, *, names: tuple[str, str]
+    ) -> None:
+        """`names`: the model and program the header names (`run_names`)."""
         super().__init__(id="aggregate")
+        self.names = names
         self.merged = merged
         self.runs = runs
         self.settings = settings
@@ -34,8 +38,7 @@ class AggregateScreen(Screen[None]):
         self._status_bar: GlobalStatusBar | None = None
 
     def compose(self) -> ComposeResult:
-        settings = self.settings
-        yield GlobalStatusBar(settings.model, settings.program, settings.mode, id="global-status")
+        yield GlobalStatusBar(*self.names, self.settings.mode, id="global-status")
         yield Static("All streams, merged in arrival order", id="aggregate-title")
         yield MergedLogView(self.merged, id="merged-log")
         yield Footer(compact=True, show_command_palette=False)

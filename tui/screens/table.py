@@ -10,8 +10,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from tui.config import Settings
-from tui.widgets.global_status import GlobalStatusBar
-from tui.widgets.stream_table import COLUMNS, StreamTable
+from tui.widgets.global_status import GlobalStatusBar, run_names
+from tui.widgets.stream_table import StreamTable
 
 TABLE_EVERY_TICKS = 3  # the table's cells are brought up to date about three times a second
 
@@ -33,9 +33,10 @@ class TableScreen(Screen[int | None]):
 
     def compose(self) -> ComposeResult:
         settings = self.settings
-        yield GlobalStatusBar(settings.model, settings.program, settings.mode, id="global-status")
+        model, program = run_names(settings, self.dashboard.session.variant_settings())  # type: ignore[attr-defined]
+        yield GlobalStatusBar(model, program, settings.mode, id="global-status")
         yield Static("", id="table-title")
-        yield StreamTable(id="stream-table")
+        yield StreamTable(variants=bool(self.dashboard.variants), id="stream-table")  # type: ignore[attr-defined]
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -51,7 +52,7 @@ class TableScreen(Screen[int | None]):
         table = self._table
         table.show(self.dashboard.panes, now)  # type: ignore[attr-defined]
         self._status_bar.show(self.dashboard.session.runs)  # type: ignore[attr-defined]
-        label = next(c.label for c in COLUMNS if c.key == table.sort_column)
+        label = next(c.label for c in table.shown_columns if c.key == table.sort_column)
         arrow = "↓" if table.sort_reverse else "↑"
         title = f"{table.row_count} streams · sorted by {label} {arrow} · Enter opens a stream · s sorts"
         self.query_one("#table-title", Static).update(title)

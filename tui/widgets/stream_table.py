@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from tui.widgets.figures import DASH, rate, seconds
+from tui.widgets.merged_log import stream_colour
 from tui.widgets.sanitize import one_line
 from tui.widgets.stream_pane import StreamPane
 from tui.widgets.stream_status import state_label
@@ -41,6 +42,7 @@ COLUMNS = (
     Column("retries", "retries", 7, numeric=True),
     Column("last", "last words", LAST_WORDS),
 )
+VARIANT_COLUMN = Column("variant", "variant", 18)  # shown when variants are compared
 STATE_STYLES = {"failed": "bold red", "retrying": "bold yellow", "done": "green", "cancelled": "dim"}
 
 
@@ -61,6 +63,8 @@ def row_values(pane: StreamPane, now: float) -> dict[str, Any]:
     speed = metrics.shown_tokens_per_s()
     return {
         "id": pane.number,
+        "variant": one_line(pane.run.job.variant),
+        "variant_no": pane.run.job.variant_no,
         "question": one_line(pane.question),
         "state": state_label(state, metrics) if state == "queued" else state,
         "tokens": metrics.tokens,
@@ -85,6 +89,8 @@ def cell_text(key: str, values: dict[str, Any]) -> Text:
         return Text(rate(value, "").strip() if value is not None else DASH, justify="right")
     if key == "ttft":
         return Text(seconds(value), justify="right")
+    if key == "variant":
+        return Text(value, style=f"bold {stream_colour(values['variant_no'])}")
     if key in ("id", "tokens", "retries"):
         return Text(f"{value:,}", justify="right")
     return Text(value, style="dim")
@@ -105,15 +111,16 @@ def sort_key(key: str) -> Callable[[dict[str, Any]], Any]:
 class StreamTable(DataTable):
     """The streams' table: sortable by any column (click a header, or `s`), Enter opens a stream."""
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, variants: bool = False, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.shown_columns = (COLUMNS[0], VARIANT_COLUMN, *COLUMNS[1:]) if variants else COLUMNS
         self.values: dict[int, dict[str, Any]] = {}
         self._cells: dict[int, dict[str, Text]] = {}
         self.sort_column = "id"
         self.sort_reverse = False
 
     def on_mount(self) -> None:
-        for column in COLUMNS:
+        for column in self.shown_columns:
             self.add_column(column.label, key=column.key, width=column.width)
 
     def show(self, panes: Sequence[StreamPane], now: float) -> None:
@@ -126,7 +133,7 @@ class StreamTable(DataTable):
         for pane in panes:
             values = row_values(pane, now)
             self.values[pane.number] = values
-            cells = {column.key: cell_text(column.key, values) for column in COLUMNS}
+            cells = {column.key: cell_text(column.key, values) for column in self.shown_columns}
             shown = self._cells.get(pane.number)
             if shown is None:
                 self.add_row(*cells.values(), key=str(pane.number))
@@ -144,7 +151,7 @@ class StreamTable(DataTable):
         if column == self.sort_column:
             self.sort_reverse = not self.sort_reverse
         else:
-            self.sort_column, self.sort_reverse = column, column not in ("id", "question")
+            self.sort_column, self.sort_reverse = column, column not in ("id", "question", "variant")
         self.apply_sort()
 
     def apply_sort(self) -> None:
@@ -156,7 +163,7 @@ class StreamTable(DataTable):
         )
 
     def next_sort(self) -> None:
-        keys = [column.key for column in COLUMNS]
+        keys = [column.key for column in self.shown_columns]
         self.sort_by(keys[(keys.index(self.sort_column) + 1) % len(keys)])
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
