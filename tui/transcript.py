@@ -14,8 +14,14 @@ from typing import Any
 
 from tui import __version__
 from tui.config import Settings
-from tui.report import prediction_json
-from tui.streaming.metrics import RunSummary
+from tui.report import (
+    StreamFigures,
+    parse_slo,
+    per_variant_figures,
+    prediction_json,
+    stream_figures,
+    summary_figures,
+)
 from tui.streaming.safe_text import hide_secrets
 from tui.streaming.session_base import LiveStream as StreamRun
 from tui.streaming.session_base import SessionBase as StreamSession
@@ -41,31 +47,13 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def summary_dict(summary: RunSummary) -> dict[str, Any]:
-    return {
-        "streams": summary.streams,
-        "completed": summary.completed,
-        "failed": summary.failed,
-        "cancelled": summary.cancelled,
-        "retries": summary.retries,
-        "error_rate": summary.error_rate,
-        "total_tokens": summary.total_tokens,
-        "duration_s": summary.duration,
-        "request_throughput_per_s": summary.request_throughput,
-        "output_throughput_tokens_per_s": summary.output_throughput,
-        "ttft_ms": summary.ttft.as_dict(1000),
-        "tpot_ms": summary.tpot.as_dict(1000),
-        "itl_ms": summary.itl.as_dict(1000),
-        "e2el_ms": summary.e2el.as_dict(1000),
-        "ttfo_ms": summary.ttfo.as_dict(1000),
-        "total_input_tokens": summary.total_input_tokens,
-        "total_provider_output_tokens": summary.total_provider_output_tokens,
-        "total_cost_usd": summary.total_cost_usd,
-    }
+# What a stream's figures hold that the transcript shows elsewhere (its texts, the Prediction).
+_SHOWN_APART = ("question", "generated_text", "inputs", "field_texts", "prediction", "tool_calls", "variant")
 
 
-def stream_dict(run: StreamRun) -> dict[str, Any]:
+def stream_dict(run: StreamRun, started_at: float | None) -> dict[str, Any]:
     record = run.record
+    figures = StreamFigures.of(run, started_at).as_dict()
     return {
         "stream": run.job.stream_id,
         "variant": run.job.variant,
@@ -83,22 +71,23 @@ def stream_dict(run: StreamRun) -> dict[str, Any]:
             {"attempt": attempt.number, "text": dict(attempt.text), "error": attempt.error}
             for attempt in record.attempts
         ],
-        "metrics": run.metrics.as_dict(),
+        "figures": {name: value for name, value in figures.items() if name not in _SHOWN_APART},
     }
 
 
 def session_dict(session: StreamSession, settings: Settings, saved_at: datetime) -> dict[str, Any]:
+    streams = stream_figures(session)
+    slo = parse_slo(settings.slo) if settings.slo else None
     return _clean(
         {
             "tool": "dspy-stream",
             "version": __version__,
             "saved_at": saved_at.isoformat(timespec="seconds"),
             "settings": settings.public_dict(),
-            "summary": summary_dict(session.summary()),
-            "variants": {
-                label: summary_dict(summary) for label, summary in session.variant_summaries().items()
-            },
-            "streams": [stream_dict(run) for run in session.runs],
+            # The report's figures, by the report's names (vLLM's), for the run and each variant.
+            "summary": summary_figures(streams, session.summary().duration, slo),
+            "variants": per_variant_figures(session, streams, slo),
+            "streams": [stream_dict(run, session.started_at) for run in session.runs],
         }
     )
 
@@ -116,12 +105,6 @@ def _figure(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _spread(figures: dict[str, float]) -> str:
-    return (
-        " · ".join(f"{key} {figures[key]:.1f}" for key in ("mean", "median", "p99") if key in figures) or DASH
-    )
-
-
 def session_markdown(data: dict[str, Any]) -> str:
     out = [
         "# dspy-stream session",
@@ -134,15 +117,9 @@ def session_markdown(data: dict[str, Any]) -> str:
         "|---|---|",
     ]
     out += [f"| {name} | `{_figure(value)}` |" for name, value in data["settings"].items()]
-    out += ["", "## Summary", "", "| figure | value |", "|---|---|"]
-    for name, value in data["summary"].items():
-        if isinstance(value, dict):
-            value = _spread(value)
-        out.append(f"| {name} | {_figure(value)} |")
+    out += ["", "## Summary", "", *_figures_table(data["summary"])]
     for label, figures in (data.get("variants") or {}).items():
-        out += ["", f"## Summary · {label}", "", "| figure | value |", "|---|---|"]
-        for name, value in figures.items():
-            out.append(f"| {name} | {_figure(_spread(value) if isinstance(value, dict) else value)} |")
+        out += ["", f"## Summary · {label}", "", *_figures_table(figures)]
     for stream in data["streams"]:
         state = stream["state"] + (", truncated at the token limit" if stream.get("truncated") else "")
         named = f"Stream {stream['stream']}"
@@ -181,10 +158,14 @@ def session_markdown(data: dict[str, Any]) -> str:
                 ending = f"failed: {attempt['error']}" if attempt["error"] else "delivered"
                 out += [f"Attempt {attempt['attempt']} ({ending}):", ""]
                 out += [_quote("\n\n".join(t for t in attempt["text"].values() if t) or "(no text)"), ""]
-        metrics = stream["metrics"]
-        out += ["**Metrics**", "", "| figure | value |", "|---|---|"]
-        out += [f"| {k} | {_figure(v)} |" for k, v in metrics.items() if not isinstance(v, dict)]
+        out += ["**Figures**", "", *_figures_table(stream["figures"])]
     return sanitize("\n".join(out)) + "\n"
+
+
+def _figures_table(figures: dict[str, Any]) -> list[str]:
+    """A Markdown table of the scalar figures (lists and maps, such as each gap, stay in the JSON)."""
+    rows = [f"| {k} | {_figure(v)} |" for k, v in figures.items() if not isinstance(v, list | dict)]
+    return ["| figure | value |", "|---|---|", *rows]
 
 
 def save_session(

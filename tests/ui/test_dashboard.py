@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from tests.support.openai_server import Behaviour, OpenAIServer
 from tests.ui.conftest import SIZE, all_ended, panes, settle, wait_until
+from tui.report import build_report
 from tui.screens.aggregate import AggregateScreen
 from tui.screens.quit import QuitScreen
 from tui.screens.save import SaveScreen
@@ -253,8 +254,12 @@ async def test_save_session_as_json_and_markdown_without_keys(make_app, openai_s
     (stream,) = saved["streams"]
     assert stream["question"] == "What is Rust?"
     assert stream["answer"] == ANSWER
-    assert stream["metrics"]["tokens"] > 0 and stream["attempts"][0]["text"]["answer"] == ANSWER
+    assert stream["figures"]["output_len"] > 0 and stream["attempts"][0]["text"]["answer"] == ANSWER
     assert saved["settings"]["model"] == "openai/test-model"
+    # One set of figures: the saved session's summary is the report's, by the report's names.
+    report = build_report(app.session)
+    assert saved["summary"] == {name: report[name] for name in saved["summary"]}
+    assert saved["summary"]["completed"] == 1 and saved["summary"]["mean_ttft_ms"] > 0
     markdown = (tmp_path / "session.md").read_text()
     assert "What is Rust?" in markdown and ANSWER in markdown
     for text in (markdown, (tmp_path / "session.json").read_text()):
