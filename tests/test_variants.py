@@ -179,6 +179,12 @@ def test_each_load_belongs_to_the_program_before_it():
     ]  # fmt: skip
 
 
+def test_with_one_program_every_load_is_its_own_wherever_it_stands():
+    order = [("load", "v1.json"), ("program", "cot"), ("load", "v2.json")]
+    assert program_choices(order) == [ProgramChoice("cot", "v1.json"), ProgramChoice("cot", "v2.json")]
+    assert program_choices([("load", "v1.json"), ("program", "cot")]) == [ProgramChoice("cot", "v1.json")]
+
+
 def test_labels_name_only_what_differs_and_never_collide():
     base = Settings()
     models = ["openai/gpt-4o-mini", "local"]

@@ -46,12 +46,12 @@ With several input fields, [b]Tab[/b] moves between their boxes.
 [b]F1[/b] lists the keys, [b]Ctrl+P[/b] opens the command palette."""
 
 
-def loading_hint(settings: Settings) -> Content:
+def loading_hint(model: str, program: str) -> Content:
     return Content.assemble(
         ("Loading ", "bold"),
-        (one_line(settings.model), "bold"),
+        (one_line(model), "bold"),
         " and the program ",
-        (one_line(settings.program), "bold"),
+        (one_line(program), "bold"),
         " in a worker process…\n\nType a question meanwhile: it starts once they are ready.",
     )
 
@@ -126,7 +126,7 @@ class DashboardScreen(Screen[None]):
             if self.variants:
                 yield VariantsBar(self.variants, id="variants-bar")
             yield BatchProgress(id="batch-progress")
-        hint = loading_hint(settings) if self.program_loading else EMPTY_HINT
+        hint = loading_hint(model, program) if self.program_loading else EMPTY_HINT
         yield Static(hint, id="empty-hint", markup=not self.program_loading)
         yield PaneGrid(id="panes", columns=len(self.variants) or None)
         info = self.program_info

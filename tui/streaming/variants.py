@@ -31,7 +31,13 @@ class ProgramChoice:
 
 def program_choices(order: Sequence[tuple[str, str]]) -> list[ProgramChoice]:
     """`--program`/`--load` in the order given: each `--load` loads into the program before it
-    (or the configured one); a program given no `--load` runs as written."""
+    (or the configured one); a program given no `--load` runs as written. With one `--program`,
+    every `--load` is its own, wherever it stands."""
+    named = [value for option, value in order if option == "program"]
+    if len(named) <= 1:
+        program = named[0] if named else None
+        loads = [value for option, value in order if option == "load"]
+        return [ProgramChoice(program, load) for load in loads] or [ProgramChoice(program)]
     programs: list[tuple[str | None, list[str]]] = []
     for option, value in order:
         if option == "program":
