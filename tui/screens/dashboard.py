@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 ATTENTION_STATES = ("failed", "retrying")  # told when it happens out of view
 # Time the clock may spend rendering Markdown per tick, across panes (one piece may run past it).
 MARKDOWN_BUDGET_S = 0.010
+# With more streams than this on screen, each pane draws its new text every other tick, half of
+# them each tick: a frame redraws half the panes, and the display lags by one tick more.
+BUSY_PANES = 16
 
 EMPTY_HINT = """\
 [b]No streams yet.[/b]
@@ -106,6 +109,7 @@ class DashboardScreen(Screen[None]):
         self._progress: BatchProgress | None = None
         self._announced: dict[int, tuple[object, ...]] = {}  # pane number -> what was told of it
         self._typing_into: QuestionInput | None = None  # the box typed in last
+        self._ticks = 0
         self.program_loading = loading
         self.variants = session.variants  # a column each, a row a question
         self._waiting: list[str | Mapping[str, str]] = []  # asked while loading
@@ -318,8 +322,11 @@ class DashboardScreen(Screen[None]):
         # view that arranges every widget on the screen (the compositor's full map) each tick.
         visible = self._compositor.visible_widgets if shown else {}
         panes = self.panes
+        self._ticks += 1
+        busy = sum(pane.live and pane in visible for pane in panes) > BUSY_PANES  # type: ignore[operator]
         for pane in sorted(panes, key=lambda p: not p.current):
-            pane.tick(now, deadline, pane in visible)
+            turn = not busy or (self._ticks + pane.number) % 2 == 0
+            pane.tick(now, deadline, pane in visible, turn)  # type: ignore[operator]
         if not shown:
             return
         runs = self.session.runs

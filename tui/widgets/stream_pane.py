@@ -294,8 +294,11 @@ class StreamPane(Vertical, can_focus=True):
         state = self.run.metrics.state
         return state if state in WAITING_STATES else "starting"
 
-    def tick(self, now: float, deadline: float, visible: bool) -> None:
-        """Bring the pane up to date: called by the dashboard clock, a fixed number of times a second."""
+    def tick(self, now: float, deadline: float, visible: bool, text_turn: bool = True) -> None:
+        """Bring the pane up to date: called by the dashboard clock, a fixed number of times a second.
+
+        `text_turn`: False when many panes stream at once and this tick is another pane's turn to
+        draw its new text (the current pane, and a stream's end, are drawn at once)."""
         if not self.is_mounted:
             return
         answer_view, markdown = self._answer_view, self._markdown
@@ -306,7 +309,11 @@ class StreamPane(Vertical, can_focus=True):
             markdown.reset()
             self._clear_trail()
             self._error_line.display = False
-        if self.has_pending and (visible or self.terminal is not None):
+        if (
+            self.has_pending
+            and (visible or self.terminal is not None)
+            and (text_turn or self.current or self.terminal is not None)
+        ):
             # Off screen the text waits: a refresh of a hidden widget makes Textual arrange
             # every widget on the screen again.
             self._flush(answer_view)
