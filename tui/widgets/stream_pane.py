@@ -130,7 +130,9 @@ class StreamPane(Vertical, can_focus=True):
         job = self.run.job
         if job.variant:  # a column of the compare grid: its question and its variant, in its colour
             colour = stream_colour(job.variant_no)
-            self.border_title = Content.assemble(f"Q{job.question_no} · ", (job.variant, f"bold {colour}"))
+            # Numbered as in the variants bar: a narrow column cuts the label, never the number.
+            label = f"[{job.variant_no}] {job.variant}"
+            self.border_title = Content.assemble(f"Q{job.question_no} ", (label, f"bold {colour}"))
         else:
             self.border_title = f"Stream {self.number}"
         # Looked up once: tick() runs many times a second in every pane.

@@ -12,11 +12,11 @@ from tui.widgets.sanitize import one_line
 
 
 def variants_line(labels: Sequence[str]) -> Content:
-    parts: list[str | tuple[str, str]] = [("Comparing ", "bold")]
+    parts: list[str | tuple[str, str]] = [("Comparing", "bold")]
     for number, label in enumerate(labels, 1):
         colour = stream_colour(number)
-        parts += [("  ■ ", colour), (one_line(label), f"bold {colour}")]
-    parts.append(("   a row a question · F2 one row · F4 compare", "dim"))
+        parts += ["  ", (f"[{number}] {one_line(label)}", f"bold {colour}")]
+    parts.append(("  · a row a question · F2 one row · F4 compare", "dim"))
     return Content.assemble(*parts)
 
 
