@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
 from tui.config import Settings
@@ -18,51 +17,26 @@ from tui.engine.pool import WorkerPool, WorkerProcess, default_workers
 from tui.streaming.events import Cancelled, Failed, Status, StreamEvent, TerminalEvent, is_terminal
 from tui.streaming.metrics import StreamMetrics
 from tui.streaming.program_info import ProgramInfo
-from tui.streaming.record import StreamJob, StreamRecord
-from tui.streaming.session_base import EventObserver, SessionBase, tell_observers
-from tui.streaming.view import END_STATES, StreamView
+from tui.streaming.record import StreamJob
+from tui.streaming.session_base import SessionBase
+from tui.streaming.view import END_STATES, ViewedStream
 from tui.streaming.wire import apply_figures, decode
 
 _keys = itertools.count(1)
 
 
-class RemoteRun:
+class RemoteRun(ViewedStream):
     def __init__(self, job: StreamJob, session: RemoteSession, seed: float) -> None:
-        self.job = job
-        self.settings = session.settings
-        self.info: ProgramInfo = session.program_info
+        super().__init__(job, session.settings, session.program_info, StreamMetrics())
         self.session = session
         self.seed = seed
         self.key = next(_keys)
-        self.view = StreamView(job, StreamMetrics())
-        self.view.metrics.final_field = self.info.final_output.key
-        self.queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
-        self.observers: list[EventObserver] = []
-        self.forced_faults = 0
         self.worker: WorkerProcess | None = None
         self._task: asyncio.Task[None] | None = None
         self._over = asyncio.Event()
         self._front_wait = 0.0  # the front's own wait for a turn (the concurrency limit)
         self._owed = 0  # credit taken by the consumer, not yet granted back
         self._grant_every = max(1, self.settings.buffer_size // 4)
-
-    # -- what consumers read --------------------------------------------------------------
-
-    @property
-    def metrics(self) -> StreamMetrics:
-        return self.view.metrics
-
-    @property
-    def record(self) -> StreamRecord:
-        return self.view.record
-
-    @property
-    def terminal(self) -> TerminalEvent | None:
-        return self.view.terminal
-
-    @property
-    def tool_calls(self) -> list[str]:
-        return self.view.tool_calls
 
     def start(self) -> asyncio.Task[None]:
         if self._task is None:
@@ -81,26 +55,6 @@ class RemoteRun:
         else:
             self._end_here(Cancelled(self.record.text))
 
-    async def events(self) -> AsyncIterator[StreamEvent]:
-        self.start()
-        try:
-            while True:
-                event = self.queue.get_nowait() if self.queue.qsize() else await self.queue.get()
-                if not is_terminal(event):
-                    self._took_one()
-                tell_observers(self.observers, self, event)
-                yield event
-                if is_terminal(event):
-                    return
-        finally:
-            if self.terminal is None:
-                self.cancel()
-
-    async def wait(self) -> TerminalEvent:
-        async for event in self.events():
-            last = event
-        return last  # type: ignore[return-value]
-
     # -- the front's side of the boundary -------------------------------------------------
 
     async def _launch(self) -> None:
@@ -109,7 +63,7 @@ class RemoteRun:
         try:
             if limiter.locked():
                 metrics.begin_wait()
-                self._here(Status("queued"))
+                self._deliver(Status("queued"))
             async with limiter:
                 metrics.end_wait()
                 self._front_wait = metrics.queue_time
@@ -123,7 +77,9 @@ class RemoteRun:
             if self.terminal is None:
                 self._end_here(Failed(str(exc), self.record.text))
 
-    def _took_one(self) -> None:
+    def _taken(self, event: StreamEvent) -> None:
+        if is_terminal(event):
+            return
         self._owed += 1
         if self._owed >= self._grant_every and self.worker is not None and self.terminal is None:
             self.worker.grant(self.key, self._owed)
@@ -137,8 +93,7 @@ class RemoteRun:
                 self.metrics.queue_time += self._front_wait
         for item in items:
             event, at = decode(item)
-            self.view.apply(event, at)
-            self.queue.put_nowait(event)
+            self._deliver(event, at)
             if is_terminal(event):
                 self._over.set()
                 return True
@@ -149,15 +104,11 @@ class RemoteRun:
         if self.terminal is None:
             self._end_here(Failed(reason, self.record.text))
 
-    def _here(self, event: StreamEvent) -> None:
-        self.view.apply(event)
-        self.queue.put_nowait(event)
-
     def _end_here(self, event: TerminalEvent) -> None:
         if self.metrics.started_at is None:
             self.metrics.started_at = self.metrics.clock()
         self.metrics.finish(END_STATES[type(event)].value, getattr(event, "error", ""))
-        self._here(event)
+        self._deliver(event)
         self._over.set()
 
 

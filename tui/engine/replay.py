@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
 from tui.config import Settings
-from tui.streaming.events import Cancelled, StreamEvent, TerminalEvent, is_terminal
+from tui.streaming.events import Cancelled, is_terminal
 from tui.streaming.metrics import StreamMetrics
 from tui.streaming.program_info import ProgramInfo
-from tui.streaming.record import StreamJob, StreamRecord
-from tui.streaming.session_base import EmptyQuestion, SessionBase, tell_observers
-from tui.streaming.trace import TIME_FIGURES, RecordedStream, Trace
-from tui.streaming.view import StreamView
+from tui.streaming.record import StreamJob
+from tui.streaming.session_base import EmptyQuestion, SessionBase
+from tui.streaming.trace import RecordedStream, Trace, moved_in_time
+from tui.streaming.view import ViewedStream
 from tui.streaming.wire import apply_figures, decode
 
 # With `--speed max`, a stream gives the others a turn every this many events.
@@ -77,36 +77,12 @@ class ReplayClock:
             await asyncio.sleep(delay)
 
 
-class ReplayRun:
+class ReplayRun(ViewedStream):
     def __init__(self, job: StreamJob, session: ReplaySession, recorded: RecordedStream) -> None:
-        self.job = job
-        self.settings = session.settings
-        self.info: ProgramInfo = session.program_info
+        super().__init__(job, session.settings, session.program_info, StreamMetrics(clock=session.clock))
         self.session = session
         self.recorded = recorded
-        clock = session.clock
-        self.view = StreamView(job, StreamMetrics(clock=clock))
-        self.view.metrics.final_field = self.info.final_output.key
-        self.queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
-        self.observers: list[Any] = []
-        self.forced_faults = 0
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def metrics(self) -> StreamMetrics:
-        return self.view.metrics
-
-    @property
-    def record(self) -> StreamRecord:
-        return self.view.record
-
-    @property
-    def terminal(self) -> TerminalEvent | None:
-        return self.view.terminal
-
-    @property
-    def tool_calls(self) -> list[str]:
-        return self.view.tool_calls
 
     def start(self) -> asyncio.Task[None]:
         if self._task is None:
@@ -118,25 +94,7 @@ class ReplayRun:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         elif self.terminal is None:
-            self._put(Cancelled(self.record.text), self.session.clock())
-
-    async def events(self) -> AsyncIterator[StreamEvent]:
-        self.start()
-        try:
-            while True:
-                event = self.queue.get_nowait() if self.queue.qsize() else await self.queue.get()
-                tell_observers(self.observers, self, event)
-                yield event
-                if is_terminal(event):
-                    return
-        finally:
-            if self.terminal is None:
-                self.cancel()
-
-    async def wait(self) -> TerminalEvent:
-        async for event in self.events():
-            last = event
-        return last  # type: ignore[return-value]
+            self._deliver(Cancelled(self.record.text), self.session.clock())
 
     async def _play(self) -> None:
         clock = self.session.clock
@@ -146,7 +104,7 @@ class ReplayRun:
                 if figures:
                     apply_figures(self.metrics, self._placed(figures))
                 event, _ = decode([*item, 0.0])
-                self._put(event, clock.at(offset) if math.isinf(clock.speed) else clock())
+                self._deliver(event, clock.at(offset) if math.isinf(clock.speed) else clock())
                 if is_terminal(event):
                     return
                 if math.isinf(clock.speed) and count % MAX_SPEED_BATCH == 0:
@@ -161,21 +119,13 @@ class ReplayRun:
         now = self.session.clock()
         if self.metrics.ended_at is None:
             self.metrics.finish("cancelled")
-        self._put(Cancelled(self.record.text), now)
+        self._deliver(Cancelled(self.record.text), now)
 
     def _placed(self, figures: Mapping[str, Any]) -> dict[str, Any]:
-        clock = self.session.clock
-        placed = dict(figures)
-        for name in TIME_FIGURES:
-            if placed.get(name) is not None:
-                placed[name] = clock.at(placed[name])
+        placed = moved_in_time(figures, self.session.clock.at)
         if "itls" in placed:
             placed["itls"] = tuple(placed["itls"])
         return placed
-
-    def _put(self, event: StreamEvent, at: float) -> None:
-        self.view.apply(event, at)
-        self.queue.put_nowait(event)
 
 
 class ReplayAsksNothing(EmptyQuestion):

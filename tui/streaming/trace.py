@@ -22,7 +22,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +43,16 @@ TIME_FIGURES = (
     "started_at", "attempt_started_at", "first_token_at", "lm_first_chunk_at", "last_token_at",
     "ended_at", "first_output_at", "_waiting_since",
 )  # fmt: skip
+
+
+def moved_in_time(figures: Mapping[str, Any], move: Callable[[float], float]) -> dict[str, Any]:
+    """`figures` with each instant moved by `move`: onto the trace's offsets when written, onto
+    the replay's clock when read."""
+    moved = dict(figures)
+    for name in TIME_FIGURES:
+        if moved.get(name) is not None:
+            moved[name] = move(moved[name])
+    return moved
 
 
 class TraceError(ValueError):
@@ -127,9 +137,7 @@ class TraceWriter:
         return round(instant - self._origin, 6)
 
     def _relative(self, changed: dict[str, Any]) -> dict[str, Any]:
-        for name in TIME_FIGURES:
-            if changed.get(name) is not None:
-                changed[name] = self._offset(changed[name])
+        changed = moved_in_time(changed, self._offset)
         if "error" in changed:
             changed["error"] = hide_secrets(changed["error"])
         return changed

@@ -7,12 +7,26 @@ a worker process is known to the front only through it.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 from enum import StrEnum
+from typing import Any
 
-from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, TerminalEvent, Token
+from tui.streaming.events import (
+    Cancelled,
+    Done,
+    Failed,
+    Retrying,
+    Status,
+    StreamEvent,
+    TerminalEvent,
+    Token,
+    is_terminal,
+)
 from tui.streaming.metrics import StreamMetrics
 from tui.streaming.record import AttemptRecord, StreamJob, StreamRecord
+from tui.streaming.session_base import tell_observers
 
 
 class StreamState(StrEnum):
@@ -101,3 +115,70 @@ def _state_of(message: str) -> StreamState:
         return StreamState(message)
     except ValueError:
         return StreamState.STARTING
+
+
+class ViewedStream:
+    """A stream known only through the events it is fed (from a worker, from a trace): its
+    figures, record and end are its `StreamView`'s, and its consumer reads them from its queue.
+
+    Subclasses feed it (`_deliver`) and say how it starts and is cancelled; `_taken` is told of
+    each event its consumer takes (a worker's stream grants credit back).
+    """
+
+    def __init__(self, job: StreamJob, settings: Any, info: Any, metrics: StreamMetrics) -> None:
+        self.job = job
+        self.settings = settings
+        self.info = info
+        self.view = StreamView(job, metrics)
+        self.view.metrics.final_field = info.final_output.key
+        self.queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
+        self.observers: list[Any] = []
+        self.forced_faults = 0
+
+    @property
+    def metrics(self) -> StreamMetrics:
+        return self.view.metrics
+
+    @property
+    def record(self) -> StreamRecord:
+        return self.view.record
+
+    @property
+    def terminal(self) -> TerminalEvent | None:
+        return self.view.terminal
+
+    @property
+    def tool_calls(self) -> list[str]:
+        return self.view.tool_calls
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def _taken(self, event: StreamEvent) -> None:
+        """The consumer has taken `event`."""
+
+    def _deliver(self, event: StreamEvent, at: float | None = None) -> None:
+        self.view.apply(event, at)
+        self.queue.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        self.start()
+        try:
+            while True:
+                event = self.queue.get_nowait() if self.queue.qsize() else await self.queue.get()
+                self._taken(event)
+                tell_observers(self.observers, self, event)
+                yield event
+                if is_terminal(event):
+                    return
+        finally:
+            if self.terminal is None:
+                self.cancel()
+
+    async def wait(self) -> TerminalEvent:
+        async for event in self.events():
+            last = event
+        return last  # type: ignore[return-value]
