@@ -378,3 +378,34 @@ async def test_a_clock_tick_during_shutdown_finds_no_screen_and_does_nothing(mak
     assert not app._screen_stack
     app._tick()
     app._sample()
+
+
+async def test_with_many_streams_on_screen_panes_take_turns_drawing_their_text(openai_server: OpenAIServer):
+    """More than BUSY_PANES streams in view: a tick draws the new text of half the panes (and of
+    the current one), the next tick the other half; nothing is left undrawn."""
+    from tests.ui.conftest import frozen_clock, server_settings
+    from tui.app import StreamDashboard
+    from tui.screens.dashboard import BUSY_PANES
+    from tui.streaming.session import StreamSession
+
+    count = BUSY_PANES + 4
+    openai_server.reset(Behaviour(tokens=60, stall_after=8, stall_timeout=60))
+    settings = server_settings(openai_server, concurrency=count)
+    questions = [f"question {n}" for n in range(count)]
+    # A clock that does not tick by itself: the test ticks the dashboard.
+    app = StreamDashboard(
+        settings, questions, session=StreamSession(settings), clock=frozen_clock, steady=True, tick_hz=0.001
+    )
+    async with app.run_test(size=(200, 100)) as pilot:
+        await wait_until(pilot, lambda: len(panes(app)) == count and all(p.has_pending for p in panes(app)))
+        await wait_until(
+            pilot, lambda: sum(r.outcome == "stalled" for r in openai_server.completions) == count
+        )
+        await wait_until(pilot, lambda: all(pane.run.queue.empty() for pane in panes(app)))  # all read
+        dashboard = app.dashboard
+        dashboard.tick(frozen_clock())
+        waiting = [pane for pane in panes(app) if pane.has_pending]
+        assert 0 < len(waiting) < count  # some drew, some wait their turn
+        assert all(not pane.current for pane in waiting)  # the current pane draws every tick
+        dashboard.tick(frozen_clock())
+        assert not any(pane.has_pending for pane in panes(app))
