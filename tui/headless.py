@@ -21,6 +21,7 @@ from tui.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from tui.output.answers import AnswerFile, RawAnswer, answer_fields, answer_writer, stream_tag, wants_colour
 from tui.output.guarded import GuardedOut
 from tui.questions import QuestionsFileError
+from tui.report import StreamFigures
 from tui.streaming.arrivals import Arrivals, Schedule
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, Token
 from tui.streaming.metrics import RunSummary
@@ -36,27 +37,9 @@ SEQUENTIAL_MODES = ("simple", "recovery")
 _NO_MORE = object()
 
 
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} s"
-
-
 def status_line(run: StreamRun) -> str:
-    m = run.metrics
-    rate = m.tokens_per_s
-    parts = [
-        f"[{m.state}]",
-        f"ttft {_seconds(m.ttft)}",
-        f"{m.tokens} tokens",
-        f"{rate:.1f} tok/s" if rate else "- tok/s",
-        f"{_seconds(m.e2e)} total",
-    ]
-    if m.attempts > 1:
-        parts.append(f"{m.attempts} attempts")
-    if m.cache_hit:
-        parts.append("cache hit")
-    if m.error:
-        parts.append(m.error)
-    return " · ".join(parts)
+    """`[done] · ttft 0.14 s · 60 tokens · 30.0 tok/s · 2.21 s total`: the report's figures of it."""
+    return " · ".join([f"[{run.metrics.state}]", *StreamFigures.of(run, None).facts()])
 
 
 def summary_line(s: RunSummary) -> str:

@@ -265,18 +265,10 @@ def _indent(text: str, prefix: str = "      ") -> str:
 
 def _format_stream(stream: StoredStream) -> str:
     f = stream.figures
-    facts = [stream.state]
-    if f is not None:
-        facts.append(f"{f.attempts} attempt{'s' if f.attempts != 1 else ''}")
-        facts.append(f"{f.output_len} token{'s' if f.output_len != 1 else ''}")
-        if f.ttft is not None:
-            facts.append(f"ttft {f.ttft * 1000:.1f} ms")
-        if f.e2el is not None:
-            facts.append(f"e2el {f.e2el * 1000:.1f} ms")
-        if f.cache_hit:
-            facts.append("cache hit")
-    if stream.error:
-        facts.append(visible(stream.error))
+    facts = [stream.state, *(f.facts() if f is not None else [])]
+    if stream.error and (f is None or not f.error):
+        facts.append(stream.error)
+    facts = [visible(fact) for fact in facts]
     tag = stream.stream_id
     if f is not None and f.variant:
         tag = f"{stream.stream_id} · {visible(f.variant)}"

@@ -164,12 +164,35 @@ class StreamFigures:
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
+    def facts(self) -> list[str]:
+        """The stream's figures as one line says them, after its state: headless's status line
+        and `history show`'s stream line."""
+        parts = [
+            f"ttft {_seconds(self.ttft)}",
+            f"{self.output_len} token{'s' * (self.output_len != 1)}",
+            f"{self.output_tokens_per_s:.1f} tok/s" if self.output_tokens_per_s else "- tok/s",
+            f"{_seconds(self.e2el)} total",
+        ]
+        if self.attempts > 1:
+            parts.append(f"{self.attempts} attempts")
+        if self.cache_hit:
+            parts.append("cache hit")
+        if self.finish_reason == "length" and self.success:
+            parts.append("truncated")
+        if self.error:
+            parts.append(self.error)
+        return parts
+
     def meets(self, slo: Mapping[str, float]) -> bool:
         """vLLM's goodput rule: a successful request that meets every target (TPOT of one token is 0)."""
         if not self.success:
             return False
         seconds = {"ttft": self.ttft, "tpot": self.tpot or 0.0, "e2el": self.e2el}
         return all(seconds[name] is not None and seconds[name] * 1000 <= ms for name, ms in slo.items())
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
 
 
 def _total(values: Sequence[float | int | None]) -> float | int | None:
