@@ -74,7 +74,10 @@ class DashboardScreen(Screen[None]):
         Binding("f5", "retry_stream", "Retry", tooltip="Ask the current pane's question again"),
         Binding("ctrl+g", "cancel_stream", "Cancel", tooltip="Cancel the current stream"),
         Binding(
-            "f2", "toggle_layout", "Max", tooltip="Maximise the current pane (comparing: its row); again: the grid"
+            "f2",
+            "toggle_layout",
+            "Max",
+            tooltip="Maximise the current pane (comparing: its row); again: the grid",
         ),
         Binding("f6", "next_pane", "Next", show=False, tooltip="Focus the next pane"),
         Binding("shift+f6", "previous_pane", "Previous", show=False, tooltip="Focus the previous pane"),
