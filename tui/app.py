@@ -38,7 +38,7 @@ from tui.screens.table import TableScreen
 from tui.streaming.arrivals import Arrivals, Schedule
 from tui.streaming.session_base import SessionBase as StreamSession
 from tui.transcript import default_path, save_session
-from tui.widgets.global_status import run_names, total_tokens_per_s
+from tui.widgets.global_status import total_tokens_per_s
 from tui.widgets.merged_log import MergedLog
 from tui.widgets.sanitize import one_line
 from tui.widgets.stream_pane import StreamPane
@@ -270,7 +270,7 @@ class StreamDashboard(App[int]):
         if isinstance(self.screen, AggregateScreen):
             self.pop_screen()
         elif self.screen is self.dashboard:
-            names = run_names(self.settings, self.session.variant_settings())
+            names = self.session.run_names()
             self.push_screen(AggregateScreen(self.merged, self.session.runs, self.settings, names=names))
 
     def action_table(self) -> None:
@@ -301,9 +301,9 @@ class StreamDashboard(App[int]):
         from tui.report import parse_slo
         from tui.streaming.compare import compare_table
 
-        by_variant: dict[str, list] = {label: [] for label in self.session.variants}
-        for run in self.session.runs:
-            by_variant.setdefault(run.job.variant, []).append(run.metrics)
+        by_variant = {
+            label: [run.metrics for run in runs] for label, runs in self.session.runs_by_variant().items()
+        }
         slo = parse_slo(self.settings.slo) if self.settings.slo else None
         return compare_table(by_variant, duration=self.session.summary().duration, slo_ms=slo)
 

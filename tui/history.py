@@ -412,8 +412,7 @@ class RunHistory:
                 " VALUES (?, 'running', ?, ?, ?, ?)",
                 (
                     _now(),
-                    ", ".join(dict.fromkeys(v.model for v in session.variant_settings().values()))
-                    or settings.model,
+                    session.run_names()[0],
                     mode or settings.mode,
                     json.dumps(_settings_json(session)),
                     _owner(),

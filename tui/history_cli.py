@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -296,21 +296,33 @@ def format_comparison(a: StoredRun, b: StoredRun) -> str:
     ]
     parts.append("\nsettings that differ\n" + ("".join(changed) or "  none\n"))
     fa, fb = a.figures(), b.figures()
-    rows = [("figure", f"run {ida}", f"run {idb}", "change")]
-    for name in dict.fromkeys([*fa, *fb]):
-        va, vb = fa.get(name), fb.get(name)
-        rows.append((figure_label(name), format_number(va), format_number(vb), format_change(va, vb)))
-    parts.append("\n" + _table(rows, right={1, 2, 3}))
+    parts.append("\n" + _change_table(fa, fb, dict.fromkeys([*fa, *fb]), (ida, idb)))
     va_figures, vb_figures = a.variant_figures(), b.variant_figures()
     for label in [v for v in va_figures if v in vb_figures]:
-        rows = [("figure", f"run {ida}", f"run {idb}", "change")]
-        for name in VARIANT_FIGURES:
-            x, y = va_figures[label].get(name), vb_figures[label].get(name)
-            if x is None and y is None:
-                continue
-            rows.append((figure_label(name), format_number(x), format_number(y), format_change(x, y)))
-        parts.append(f"\n\nvariant {visible(label)}\n" + _table(rows, right={1, 2, 3}))
+        table = _change_table(
+            va_figures[label], vb_figures[label], VARIANT_FIGURES, (ida, idb), known_only=True
+        )
+        parts.append(f"\n\nvariant {visible(label)}\n" + table)
     only = [v for v in [*va_figures, *vb_figures] if (v in va_figures) != (v in vb_figures)]
     if only:
         parts.append(f"\n\nvariants in one run only: {', '.join(visible(v) for v in only)}")
     return "".join(parts)
+
+
+def _change_table(
+    fa: dict[str, Any],
+    fb: dict[str, Any],
+    names: Iterable[str],
+    runs: tuple[int, int],
+    *,
+    known_only: bool = False,
+) -> str:
+    """Figure by figure, run A against run B and the change; `known_only` leaves out a figure
+    neither run has."""
+    rows = [("figure", f"run {runs[0]}", f"run {runs[1]}", "change")]
+    for name in names:
+        va, vb = fa.get(name), fb.get(name)
+        if known_only and va is None and vb is None:
+            continue
+        rows.append((figure_label(name), format_number(va), format_number(vb), format_change(va, vb)))
+    return _table(rows, right={1, 2, 3})

@@ -313,11 +313,12 @@ def build_report(
     settings = session.settings
     targets = _slo_of(session, slo)
     streams = stream_figures(session)
+    model_id, program = session.run_names()
     report: dict[str, Any] = {
         "date": (date or datetime.now()).strftime("%Y%m%d-%H%M%S"),
         "tool": f"dspy-stream {__version__}",
-        "model_id": _each(settings.model, [v.model for v in session.variant_settings().values()]),
-        "program": _each(settings.program, [v.program for v in session.variant_settings().values()]),
+        "model_id": model_id,
+        "program": program,
         "mode": settings.mode,
         "num_prompts": len(streams),
         "max_concurrency": settings.concurrency,
@@ -334,11 +335,6 @@ def build_report(
     return json_ready(report)
 
 
-def _each(one: str, of_variants: Sequence[str]) -> str:
-    """The run's model (or program); with variants, each of theirs once, in order."""
-    return ", ".join(dict.fromkeys(of_variants)) if of_variants else one
-
-
 def per_variant_figures(
     session: StreamSession, streams: Sequence[StreamFigures], slo: Mapping[str, float] | None
 ) -> dict[str, dict[str, Any]]:
@@ -347,7 +343,7 @@ def per_variant_figures(
     blocks = {}
     for label, settings in session.variant_settings().items():
         own = [s for s in streams if s.variant == label]
-        duration = summaries[label].duration if label in summaries else session.summary().duration
+        duration = summaries[label].duration
         blocks[label] = {
             "model_id": settings.model,
             "program": settings.program,

@@ -28,7 +28,7 @@ class AggregateScreen(Screen[None]):
     def __init__(
         self, merged: MergedLog, runs: Sequence[StreamRun], settings: Settings, *, names: tuple[str, str]
     ) -> None:
-        """`names`: the model and program the header names (`run_names`)."""
+        """`names`: the model and program the header names (`SessionBase.run_names()`)."""
         super().__init__(id="aggregate")
         self.names = names
         self.merged = merged

@@ -23,7 +23,7 @@ from tui.streaming.session_base import EmptyQuestion, MissingInputs
 from tui.streaming.session_base import SessionBase as StreamSession
 from tui.widgets.batch_progress import BatchProgress
 from tui.widgets.entry_form import EntryForm, FieldInput
-from tui.widgets.global_status import GlobalStatusBar, run_names
+from tui.widgets.global_status import GlobalStatusBar
 from tui.widgets.merged_log import MergedLog
 from tui.widgets.pane_grid import PaneGrid
 from tui.widgets.program_outline import program_line
@@ -128,7 +128,7 @@ class DashboardScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         settings = self.settings
         with Vertical(id="top-bars"):  # docked: a maximised pane (F2) keeps them above it
-            model, program = run_names(settings, self.session.variant_settings())
+            model, program = self.session.run_names()
             yield GlobalStatusBar(
                 model, program, settings.mode, id="global-status", brand=getattr(self.session, "brand", None)
             )

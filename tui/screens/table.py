@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from tui.config import Settings
-from tui.widgets.global_status import GlobalStatusBar, run_names
+from tui.widgets.global_status import GlobalStatusBar
 from tui.widgets.stream_table import StreamTable
 
 TABLE_EVERY_TICKS = 3  # the table's cells are brought up to date about three times a second
@@ -33,7 +33,7 @@ class TableScreen(Screen[int | None]):
 
     def compose(self) -> ComposeResult:
         settings = self.settings
-        model, program = run_names(settings, self.dashboard.session.variant_settings())  # type: ignore[attr-defined]
+        model, program = self.dashboard.session.run_names()  # type: ignore[attr-defined]
         yield GlobalStatusBar(model, program, settings.mode, id="global-status")
         yield Static("", id="table-title")
         yield StreamTable(variants=bool(self.dashboard.variants), id="stream-table")  # type: ignore[attr-defined]

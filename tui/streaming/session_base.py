@@ -231,12 +231,25 @@ class SessionBase:
         shown = inputs[fields[-1]].strip() if len(fields) > 1 else inputs[fields[0]].strip()
         return shown, {name: inputs[name] for name in fields}
 
+    def runs_by_variant(self) -> dict[str, list[Any]]:
+        """Each variant's streams, by label in the variants' order; {} when there are no variants."""
+        grouped: dict[str, list[Any]] = {label: [] for label in self.variants}
+        for run in self.runs:
+            if run.job.variant in grouped:
+                grouped[run.job.variant].append(run)
+        return grouped
+
     def variant_summaries(self) -> dict[str, RunSummary]:
         """Each variant's summary over its own streams, by label; {} when there are no variants."""
-        return {
-            label: self._summary_of([run for run in self.runs if run.job.variant == label])
-            for label in self.variants
-        }
+        return {label: self._summary_of(runs) for label, runs in self.runs_by_variant().items()}
+
+    def run_names(self) -> tuple[str, str]:
+        """The model and program the run is named by: with variants, each of theirs once, in order."""
+        each = self.variant_settings().values()
+        if not each:
+            return self.settings.model, self.settings.program
+        models = ", ".join(dict.fromkeys(v.model for v in each))
+        return models, ", ".join(dict.fromkeys(v.program for v in each))
 
     def variant_settings(self) -> dict[str, Settings]:
         """Each variant's settings, by label; {} when there are no variants."""

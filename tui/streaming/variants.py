@@ -167,12 +167,11 @@ class VariantSession(SessionBase):
             session.use_clock(clock)
 
     def watch(self, watcher: StreamWatcher) -> None:
-        super().watch(watcher)
+        """Every variant's session announces its streams: the watcher follows each."""
         for _, session in self.children:
             session.watch(watcher)
 
     def unwatch(self, watcher: StreamWatcher) -> None:
-        super().unwatch(watcher)
         for _, session in self.children:
             session.unwatch(watcher)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from textual.content import Content
 from textual.widgets import Static
 
-from tui.config import Settings
 from tui.widgets.figures import rate
 from tui.widgets.sanitize import one_line
 
@@ -22,14 +21,6 @@ DOT = Content.styled(" · ", "$text-muted")
 def total_tokens_per_s(runs: Sequence[StreamRun]) -> float:
     """Tokens in the last second, across the streams still going."""
     return sum(run.metrics.live_tokens_per_s() for run in runs if run.terminal is None)
-
-
-def run_names(settings: Settings, variants: Mapping[str, Settings]) -> tuple[str, str]:
-    """The model and program the header names: with variants, each of theirs once."""
-    if not variants:
-        return settings.model, settings.program
-    each = variants.values()
-    return ", ".join(dict.fromkeys(v.model for v in each)), ", ".join(dict.fromkeys(v.program for v in each))
 
 
 class GlobalStatusBar(Static):
