@@ -133,3 +133,16 @@ def test_snapshot_of_the_compare_screen(snap_compare, openai_server):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_on_a_narrow_terminal_the_compare_table_turns_a_column_per_variant(openai_server):
+    app = compare_app(openai_server)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, all_ended(app))
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: isinstance(app.screen, SummaryScreen))
+        text = _text_of(app.screen.query_one("#compare-table", Static))
+        lines = [line.split() for line in text.splitlines() if line.strip()]
+        assert lines[0] == ["figure", "alpha", "beta", "fault:429"]
+        done = next(line for line in lines if line[0] == "done")
+        assert done == ["done", "★", "2", "★", "2", "0"]

@@ -108,10 +108,13 @@ class SummaryScreen(Screen[None]):
     def on_mount(self) -> None:
         self.refresh_figures()
 
+    def on_resize(self) -> None:
+        self.refresh_figures()  # the compare table turns on a narrow terminal
+
     def refresh_figures(self) -> None:
         if self.compare is not None:
             self.query_one("#compare-table", Static).update(
-                compare_table(self.compare(), goodput=self.goodput)
+                compare_table(self.compare(), goodput=self.goodput, width=self.app.size.width)
             )
         summary = self.summarize()
         self.query_one("#summary-totals", Static).update(totals_table(summary))

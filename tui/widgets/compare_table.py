@@ -28,24 +28,45 @@ def cell_text(column: CompareColumn, value: Any) -> str:
     return f"{value:,}"
 
 
-def compare_table(rows: Mapping[str, Mapping[str, Any]], *, goodput: bool) -> Table:
-    """`rows`: `tui.streaming.compare.compare_table()`'s, by variant label."""
+# Narrower than this, the table turns: a column per variant, a row per figure.
+WIDE_COLUMNS = 120
+
+
+def _name(number: int, label: str, live: int) -> Text:
+    name = Text(one_line(label), style=f"bold {stream_colour(number)}")
+    if live:
+        name.append(f"  {live} live", style="dim")
+    return name
+
+
+def _cell(column: CompareColumn, label: str, row: Mapping[str, Any], best: Mapping[str, set[str]]) -> Text:
+    text = cell_text(column, row.get(column.key))
+    if label in best.get(column.key, ()):
+        return Text(f"{BEST_MARK} {text}", style="bold green", justify="right")
+    return Text(text, justify="right")
+
+
+def compare_table(
+    rows: Mapping[str, Mapping[str, Any]], *, goodput: bool, width: int = WIDE_COLUMNS
+) -> Table:
+    """`rows`: `tui.streaming.compare.compare_table()`'s, by variant label; a row per variant, or
+    where `width` is narrow, a column per variant."""
     columns = [c for c in COMPARE_COLUMNS if goodput or c.key != "goodput"]
     best = best_of_columns(rows)
+    if width < WIDE_COLUMNS:
+        table = Table(expand=False, box=None, padding=(0, 1), header_style="bold")
+        table.add_column("figure")
+        for number, (label, row) in enumerate(rows.items(), 1):
+            table.add_column(_name(number, label, row["live"]), justify="right")
+        for column in columns:
+            table.add_row(column.label, *(_cell(column, label, row, best) for label, row in rows.items()))
+        return table
     table = Table(expand=False, box=None, padding=(0, 2), header_style="bold")
     table.add_column("variant")
     for column in columns:
         table.add_column(column.label, justify="right")
     for number, (label, row) in enumerate(rows.items(), 1):
-        name = Text(one_line(label), style=f"bold {stream_colour(number)}")
-        if row["live"]:
-            name.append(f"  {row['live']} live", style="dim")
-        cells = []
-        for column in columns:
-            text = cell_text(column, row.get(column.key))
-            if label in best.get(column.key, ()):
-                cells.append(Text(f"{BEST_MARK} {text}", style="bold green"))
-            else:
-                cells.append(Text(text))
-        table.add_row(name, *cells)
+        table.add_row(
+            _name(number, label, row["live"]), *(_cell(column, label, row, best) for column in columns)
+        )
     return table
