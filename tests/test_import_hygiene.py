@@ -36,3 +36,19 @@ def test_the_import_linter_contract_holds():
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_worker_imports_dspy_without_ipython_and_a_program_still_can():
+    code = (
+        "import sys\n"
+        "from tui.models.dspy_import import import_dspy\n"
+        "import_dspy()\n"
+        "print('IPython' in sys.modules, 'dspy.evaluate' in sys.modules)\n"
+        "import IPython\n"
+        "print(type(IPython).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "module"]

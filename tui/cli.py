@@ -373,7 +373,9 @@ def open_session(settings: Settings, variants: Sequence[Settings] = ()) -> Sessi
     process with `--workers 0`; one session per variant when there are several. Logging goes to
     its file first, or the log directory is refused."""
     if settings.workers == 0:
-        import dspy  # noqa: F401 - imported before logging is routed: DSPy installs its own handler
+        from tui.models.dspy_import import import_dspy
+
+        import_dspy()
     _route_logs()
     if len(variants) < 2:
         return _one_session(settings, settings.workers)

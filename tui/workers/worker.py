@@ -230,9 +230,10 @@ def main(argv: list[str]) -> int:
         return 0  # the front ended before we could watch it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front decides when streams stop
     from tui.logs import quiet_environment, send_logs_to_file
+    from tui.models.dspy_import import import_dspy
 
     quiet_environment()
-    import dspy  # noqa: F401 - before logging is routed: DSPy installs its own handler
+    import_dspy()
 
     with contextlib.suppress(OSError):
         send_logs_to_file()
