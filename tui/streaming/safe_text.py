@@ -90,8 +90,11 @@ def hide_secrets(text: str) -> str:
     for secret in _known_secrets():
         if secret in text:
             text = text.replace(secret, "…")
-    text = _URL_PASSWORD.sub(lambda m: m.group(1) + "…" + m.group(3), text)
-    return _KEY_SHAPE.sub(_hide_shape, text)
+    if "://" in text:  # each pattern is tried at every word: only where it can match
+        text = _URL_PASSWORD.sub(lambda m: m.group(1) + "…" + m.group(3), text)
+    if "sk-" in text or "earer" in text:
+        text = _KEY_SHAPE.sub(_hide_shape, text)
+    return text
 
 
 def hide_secrets_in(value):
