@@ -143,6 +143,29 @@ async def test_stream_text_wraps_appends_and_follows_the_end():
         assert "[b]not bold[/b] ␛[31m" in "".join(last_rows)
 
 
+async def test_stream_text_written_while_hidden_leaves_the_layout_alone_and_catches_up_on_show():
+    view = StreamText()
+    async with TextHost(view).run_test(size=(30, 5)) as pilot:
+        view.write("first line\n")
+        await pilot.pause()
+        view.display = False  # its pane shows the answer as Markdown instead
+        await pilot.pause()
+        compositor = pilot.app.screen._compositor
+        compositor.full_map  # noqa: B018 - arranged now, so a stale map shows below
+        for number in range(40):
+            view.write(f"line {number}\n")
+        await pilot.pause()
+        # A hidden widget's refresh would make Textual arrange the whole screen again.
+        assert not compositor._full_map_invalidated
+        assert view.max_scroll_y == 0
+        view.display = True
+        await pilot.pause()
+        await pilot.pause()
+        assert view.row_count == 42
+        assert view.scroll_y == view.max_scroll_y > 30  # caught up, and follows the end
+        assert "line 39" in "".join(view.render_line(y).text for y in range(5))
+
+
 async def test_merged_log_view_tags_each_line_and_drops_blank_ones():
     log = MergedLog()
     view = MergedLogView(log)

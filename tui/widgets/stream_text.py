@@ -64,6 +64,7 @@ class StreamText(ScrollView, can_focus=False):
         self._first_row: list[int] = []  # the first row of each logical line
         self._width = 0
         self._cache: LRUCache[int, Strip] = LRUCache(128)  # a maximised pane's rows, twice
+        self._follow_when_shown: bool | None = None  # written while hidden: follow the end on show?
 
     # -- content ----------------------------------------------------------------------------
 
@@ -138,8 +139,23 @@ class StreamText(ScrollView, can_focus=False):
             rows.extend((index, a, b) for a, b in wrap_offsets(self._lines[index].plain, width, start))
         for row in range(restart_row, len(rows)):
             self._cache.discard(row)
+        if not self.display:
+            # Hidden (its pane shows the answer as Markdown): a hidden widget's refresh makes
+            # Textual arrange every widget on the screen again. Size and scroll catch up on show.
+            if self._follow_when_shown is None:
+                self._follow_when_shown = follow
+            return
         set_virtual_size(self, Size(width, len(rows)))
         self.refresh_lines(restart_row, max(len(rows) - restart_row, 1))
+        if follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+
+    def on_show(self) -> None:
+        follow, self._follow_when_shown = self._follow_when_shown, None
+        if follow is None:
+            return
+        set_virtual_size(self, Size(self._width, len(self._rows)))
+        self.refresh()
         if follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
 
