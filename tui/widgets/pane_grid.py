@@ -33,7 +33,8 @@ class PaneGrid(ScrollableContainer, can_focus=False):
 
     @property
     def panes(self) -> list[StreamPane]:
-        return list(self.query_children(StreamPane))
+        # Not `query_children`: a CSS match per child, every tick, was 3% of the front at 64 panes.
+        return [child for child in self.children if isinstance(child, StreamPane)]
 
     def show_row(self, question_no: int | None) -> None:
         """Show only the panes of question `question_no`'s row; None: every row again."""
