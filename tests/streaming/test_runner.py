@@ -8,7 +8,7 @@ import pytest
 
 from tests.streaming.conftest import collect
 from tests.support.openai_server import Behaviour
-from tui.streaming.events import Cancelled, Done, Failed, Retrying, Token
+from tui.streaming.events import Cancelled, Done, Failed, Retrying, StreamEvent, Token
 
 
 def tokens(events: list, field: str = "answer") -> str:
@@ -301,3 +301,30 @@ async def test_injected_faults_cut_each_attempt_after_the_planned_tokens_and_are
     assert len(run.record.attempts) == 3 and all(a.text for a in run.record.attempts)
     assert len(openai_server.requests) == 3
     assert openai_server.wait_for(lambda: all(r.disconnected for r in openai_server.requests), timeout=5)
+
+
+async def test_a_fed_stream_hands_its_events_to_the_sink_in_order_and_waits_with_it(openai_server, make_run):
+    """`feed` (a worker's path): events go straight to the sink, no queue between; a sink that
+    waits holds the producer, and the terminal event is the run's, never the sink's."""
+    openai_server.default = Behaviour(tokens=300)
+    taken: list[StreamEvent] = []
+    gate = asyncio.Event()
+
+    async def sink(event: StreamEvent) -> None:
+        if len(taken) == 5:
+            await gate.wait()
+        taken.append(event)
+
+    run = make_run()
+    task = run.feed(sink)
+    await _until(lambda: len(taken) == 5, what="five events")
+    request = openai_server.requests[0]
+    ahead = run.metrics.tokens + 20
+    await _until(lambda: request.tokens_sent > ahead or request.finished_at is not None)
+    assert len(taken) == 5 and run.metrics.tokens <= ahead - 19  # held while the sink waits
+    assert run.queue.empty()
+    gate.set()
+    await task
+    assert isinstance(run.terminal, Done)
+    assert not any(isinstance(event, Done) for event in taken)
+    assert tokens(taken) == run.terminal.prediction.answer

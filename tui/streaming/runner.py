@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -153,6 +153,7 @@ class StreamRun:
         self._ended: set[str] = set()
         self._lm_chunks = 0  # raw chunks from the LM in this attempt: none means DSPy's cache answered
         self.observers: list[EventObserver] = []
+        self._sink: Callable[[StreamEvent], Awaitable[None]] | None = None
 
     # -- consumer side -------------------------------------------------------------
 
@@ -162,6 +163,13 @@ class StreamRun:
                 self._produce(), name=f"stream-{self.job.stream_id}"
             )
         return self._task
+
+    def feed(self, sink: Callable[[StreamEvent], Awaitable[None]]) -> asyncio.Task[None]:
+        """Start, handing each event but the last to `sink` as it is made, in place of the queue
+        and `events()`: the producer waits while `sink` does, so `sink` bounds the stream (a
+        worker's credit). The terminal event is `terminal` once the returned task is done."""
+        self._sink = sink
+        return self.start()
 
     def cancel(self) -> None:
         """Stop the producer promptly; the stream then ends with `Cancelled(partial_text)`."""
@@ -204,10 +212,14 @@ class StreamRun:
         self.metrics.finish(state, getattr(event, "error", ""))
         if isinstance(event, Done):
             self.metrics.cache_hit = event.cache_hit
-        if not self.queue.full():
+        if self._sink is None and not self.queue.full():
             self.queue.put_nowait(_WAKE)
 
     async def _put(self, event: StreamEvent) -> None:
+        if self._sink is not None:
+            tell_observers(self.observers, self, event)
+            await self._sink(event)
+            return
         queue = self.queue
         if queue.full():
             await queue.put(event)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import queue
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tui.streaming.events import is_terminal
+from tui.streaming.events import Cancelled
 from tui.streaming.wire import FiguresDelta, encode, is_terminal_item, read_message, write_message
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class _Stream:
     run: Any
     figures: FiguresDelta
     credit: int
+    buffer: int  # the credit a stream starts with: what the front holds for it
     more_credit: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: bool = False
 
@@ -159,30 +161,35 @@ class Worker:
         run = self.session._make_run(job, limited=False)
         run.forced_faults = forced_faults
         run._rng = random.Random(seed)
-        stream = _Stream(run, FiguresDelta(run.metrics), credit)
+        stream = _Stream(run, FiguresDelta(run.metrics), credit, credit)
         self.streams[key] = stream
-        task = self.loop.create_task(self._pump(key, stream), name=f"pump-{key}")
+        task = run.feed(functools.partial(self._send, key, stream))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(functools.partial(self._ended, key, stream))
 
-    async def _pump(self, key: int, stream: _Stream) -> None:
-        """Take the stream's events against credit and hand them to the outbox."""
-        try:
-            async for event in stream.run.events():
-                if not is_terminal(event):
-                    while stream.credit <= 0 and not stream.cancelled:
-                        stream.more_credit.clear()
-                        await stream.more_credit.wait()
-                    stream.credit -= 1
-                self.outbox.add(key, encode(event, time.monotonic()))
-        except Exception as exc:
-            log.exception("worker: stream %s failed outside its run", key)
-            self.outbox.add(
-                key, ("f", f"the worker failed: {type(exc).__name__}: {exc}", "", time.monotonic())
-            )
-        finally:
-            self.outbox.flush()
-            self.streams.pop(key, None)
+    async def _send(self, key: int, stream: _Stream, event: Any) -> None:
+        """An event, as its stream makes it, against credit: with none, the stream waits."""
+        while stream.credit <= 0 and not stream.cancelled:
+            stream.more_credit.clear()
+            await stream.more_credit.wait()
+        stream.credit -= 1
+        stream.run.metrics.record_queue_fill(stream.buffer - stream.credit)  # sent, not yet taken
+        self.outbox.add(key, encode(event, time.monotonic()))
+
+    def _ended(self, key: int, stream: _Stream, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        run = stream.run
+        if run.terminal is None and task.cancelled():  # cancelled before it ever ran
+            run._end(Cancelled(run.record.text))
+        if run.terminal is not None:
+            item = encode(run.terminal, time.monotonic())
+        else:
+            exc = task.exception()
+            log.error("worker: stream %s failed outside its run", key, exc_info=exc)
+            item = ("f", f"the worker failed: {type(exc).__name__}: {exc}", run.record.text, time.monotonic())
+        self.outbox.add(key, item)
+        self.outbox.flush()
+        self.streams.pop(key, None)
 
     def shutdown(self) -> None:
         for stream in list(self.streams.values()):
