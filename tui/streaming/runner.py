@@ -212,7 +212,9 @@ class StreamRun:
         self.metrics.finish(state, getattr(event, "error", ""))
         if isinstance(event, Done):
             self.metrics.cache_hit = event.cache_hit
-        if self._sink is None and not self.queue.full():
+        if self._sink is not None:
+            tell_observers(self.observers, self, event)
+        elif not self.queue.full():
             self.queue.put_nowait(_WAKE)
 
     async def _put(self, event: StreamEvent) -> None:
