@@ -23,6 +23,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.driver import Driver
 from textual.screen import Screen
+from textual.widgets import Input, TextArea
 
 from tui.config import Settings
 from tui.demo import DEMO_QUESTIONS, DEMO_TIPS
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 TICK_HZ = 10.0  # panes and status lines are redrawn at this rate, whatever the token rate
 MERGE_WINDOW_S = 0.5  # the merged view gathers each stream's text over this long into one line
 THROUGHPUT_SAMPLES = 600  # ten minutes of the summary's sparkline
+QUITS = ("quit", "interrupt")  # the palette has its own Quit
 QUIT_GRACE_S = 5.0  # how long quitting waits for cancelled streams to close their connections
 BATCH_MODES = ("concurrent", "aggregate", "recovery", "demo")
 # Young collections less often (each stays a few ms) and full ones rarer: a full pass stops the
@@ -88,6 +90,15 @@ class StreamDashboard(App[int]):
         Binding("f1", "help", "Help", tooltip="Show the keys and how to read a pane"),
         Binding("ctrl+s", "save", "Save", tooltip="Save the session as Markdown or JSON"),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit (asks first while streams are live)"),
+        # The terminal is in raw mode, so Ctrl+C is a key, not SIGINT: it does what SIGINT does.
+        Binding(
+            "ctrl+c",
+            "interrupt",
+            "Interrupt",
+            show=False,
+            priority=True,
+            tooltip="Cancel every stream and quit (again: at once); in a box with a selection, copy it",
+        ),
     ]
 
     def __init__(
@@ -331,8 +342,23 @@ class StreamDashboard(App[int]):
         elif not isinstance(self.screen, QuitScreen):
             self.push_screen(QuitScreen(len(live)), self._quit_confirmed)
 
+    def action_interrupt(self) -> None:
+        focused = self.focused
+        if isinstance(focused, (Input, TextArea)) and focused.selected_text:
+            focused.action_copy()
+        else:
+            self.interrupt()
+
+    def interrupt(self) -> None:
+        """Ctrl+C: cancel every stream and quit, without asking; a second one quits at once."""
+        if self.interrupted:
+            self.force_quit()
+        else:
+            self._quit_confirmed(True)
+
     def _quit_confirmed(self, confirmed: bool | None) -> None:
         if confirmed:
+            self.interrupted = True  # from now on, another quit or Ctrl+C does not wait
             self.run_worker(self._cancel_and_exit(), name="quit", group="quit", exit_on_error=False)
 
     async def _cancel_and_exit(self) -> None:
@@ -393,7 +419,7 @@ class StreamDashboard(App[int]):
         if screen is not self.dashboard:
             return
         for binding in [*DashboardScreen.BINDINGS, *self.BINDINGS]:
-            if isinstance(binding, Binding) and binding.description and binding.action != "quit":
+            if isinstance(binding, Binding) and binding.description and binding.action not in QUITS:
                 action = binding.action.removeprefix("app.")
                 target = self if hasattr(self, f"action_{action}") else self.dashboard
                 title = f"{binding.description} ({binding.key.split(',')[0]})"
@@ -454,7 +480,6 @@ def run_dashboard(
     caught: list[int] = []
 
     def quit_on_signal(signum: int, _frame: object) -> None:
-        first = not caught
         caught.append(signum)
         try:
             loop = asyncio.get_running_loop()
@@ -462,9 +487,9 @@ def run_dashboard(
             raise SystemExit(128 + signum) from None  # before or after the app's loop: nothing to save
         # The handler runs between two steps of the loop: the quit itself runs in it. A second
         # signal does not wait for the streams to close.
-        loop.call_soon_threadsafe(app._quit_confirmed if first else app.force_quit, True)
+        loop.call_soon_threadsafe(app.interrupt)
 
-    ending = (signal.SIGTERM, signal.SIGHUP)
+    ending = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {signum: signal.signal(signum, quit_on_signal) for signum in ending}
     try:
         app.run()
