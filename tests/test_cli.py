@@ -54,7 +54,7 @@ def test_headless_streams_the_answer_to_stdout_and_status_to_stderr(openai_serve
     result = dspy_stream(*on(openai_server), "What is Rust?")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Rust is a systems programming language."
-    assert "[done]" in result.stderr and "ttft" in result.stderr and "tok/s" in result.stderr
+    assert "[done]" in result.stderr and "TTFT" in result.stderr and "tok/s" in result.stderr
 
 
 def test_retries_are_reported_and_the_answer_completes(openai_server):

@@ -21,13 +21,13 @@ from tui.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from tui.output.answers import AnswerFile, RawAnswer, answer_fields, answer_writer, stream_tag, wants_colour
 from tui.output.guarded import GuardedOut
 from tui.questions import QuestionsFileError
-from tui.report import StreamFigures
 from tui.streaming.arrivals import Arrivals, Schedule
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, Token
 from tui.streaming.metrics import RunSummary
 from tui.streaming.safe_text import hide_secrets, visible
 from tui.streaming.session_base import LiveStream as StreamRun
 from tui.streaming.session_base import SessionBase
+from tui.streaming.status_line import StatusFacts, plain_status_line, retry_text
 
 __all__ = ["EXIT_OK", "GuardedOut", "HeadlessRun", "status_line"]
 
@@ -38,8 +38,13 @@ _NO_MORE = object()
 
 
 def status_line(run: StreamRun) -> str:
-    """`[done] · ttft 0.14 s · 60 tokens · 30.0 tok/s · 2.21 s total`: the report's figures of it."""
-    return " · ".join([f"[{run.metrics.state}]", *StreamFigures.of(run, None).facts()])
+    """`[done] · 60 tok · 30.0 tok/s · TTFT 0.14s · 2.21s`: the pane's status line, as it ends.
+
+    A failed stream says why after its figures.
+    """
+    metrics = run.metrics
+    line = plain_status_line(StatusFacts(metrics.state, metrics, max_attempts=run.settings.max_retries + 1))
+    return f"{line} · {metrics.error}" if metrics.state == "failed" and metrics.error else line
 
 
 def summary_line(s: RunSummary) -> str:
@@ -51,11 +56,7 @@ def summary_line(s: RunSummary) -> str:
 
 
 def retry_note(event: Retrying) -> str:
-    label = " (injected)" if event.injected else ""
-    return (
-        f"retry {event.attempt}/{event.max_attempts - 1} in {event.delay:.1f} s - {event.error}{label};"
-        " the answer restarts"
-    )
+    return f"{retry_text(event, event.delay)}; the answer restarts"
 
 
 @dataclass

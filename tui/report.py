@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.config import ConfigError
+from tui.streaming.figures import rate, seconds
 from tui.streaming.metrics import Distribution
 from tui.streaming.record import prediction_json
 from tui.streaming.safe_text import hide_secrets, hide_secrets_in
@@ -165,13 +166,13 @@ class StreamFigures:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def facts(self) -> list[str]:
-        """The stream's figures as one line says them, after its state: headless's status line
-        and `history show`'s stream line."""
+        """The stream's figures in the words of its status line (`tui.streaming.status_line`),
+        for `history show`'s stream line: `60 tok · 30.0 tok/s · TTFT 0.14s · 2.21s`."""
         parts = [
-            f"ttft {_seconds(self.ttft)}",
-            f"{self.output_len} token{'s' * (self.output_len != 1)}",
-            f"{self.output_tokens_per_s:.1f} tok/s" if self.output_tokens_per_s else "- tok/s",
-            f"{_seconds(self.e2el)} total",
+            f"{self.output_len} tok",
+            rate(self.output_tokens_per_s),
+            f"TTFT {seconds(self.ttft)}",
+            seconds(self.e2el),
         ]
         if self.attempts > 1:
             parts.append(f"{self.attempts} attempts")
@@ -187,12 +188,8 @@ class StreamFigures:
         """vLLM's goodput rule: a successful request that meets every target (TPOT of one token is 0)."""
         if not self.success:
             return False
-        seconds = {"ttft": self.ttft, "tpot": self.tpot or 0.0, "e2el": self.e2el}
-        return all(seconds[name] is not None and seconds[name] * 1000 <= ms for name, ms in slo.items())
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} s"
+        measured = {"ttft": self.ttft, "tpot": self.tpot or 0.0, "e2el": self.e2el}
+        return all(measured[name] is not None and measured[name] * 1000 <= ms for name, ms in slo.items())
 
 
 def _total(values: Sequence[float | int | None]) -> float | int | None:

@@ -22,10 +22,10 @@ from tui.report import (
     stream_figures,
     summary_figures,
 )
+from tui.streaming.figures import DASH
 from tui.streaming.safe_text import hide_secrets
 from tui.streaming.session_base import LiveStream as StreamRun
 from tui.streaming.session_base import SessionBase as StreamSession
-from tui.widgets.figures import DASH
 from tui.widgets.sanitize import sanitize
 
 

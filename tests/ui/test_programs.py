@@ -191,7 +191,7 @@ async def test_the_status_line_and_summary_show_provider_figures(make_app, opena
 
 def test_a_known_cost_is_shown_and_an_unknown_one_is_not():
     from tui.streaming.metrics import StreamMetrics, summarize
-    from tui.widgets.stream_status import program_figures
+    from tui.streaming.status_line import program_figures
 
     priced, unpriced = StreamMetrics(clock=lambda: 1.0), StreamMetrics(clock=lambda: 1.0)
     priced.record_usage(412, 96, 0.00123)

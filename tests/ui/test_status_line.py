@@ -5,9 +5,9 @@ from __future__ import annotations
 from tests.support.openai_server import Behaviour, OpenAIServer
 from tests.ui.conftest import SIZE, all_ended, panes, server_settings, wait_until
 from tui.app import StreamDashboard
+from tui.streaming.figures import DASH
 from tui.streaming.metrics import StreamMetrics
 from tui.streaming.session import StreamSession
-from tui.widgets.figures import DASH
 from tui.widgets.stream_status import StatusFacts, StreamStatus, status_content
 
 
@@ -104,6 +104,6 @@ def test_one_token_is_singular():
     metrics.start_attempt()
     metrics.record_token("answer")
     metrics.finish("done")
-    from tui.widgets.figures import count
+    from tui.streaming.figures import count
 
     assert count(metrics.tokens, "token") == "1 token" and count(3, "token") == "3 tokens"

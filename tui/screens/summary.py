@@ -11,9 +11,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
 
+from tui.streaming.figures import DASH, millis, rate, seconds, usd
 from tui.streaming.metrics import Distribution, RunSummary
 from tui.widgets.compare_table import BEST_MARK, compare_table
-from tui.widgets.figures import DASH, millis, rate, seconds, usd
 
 FIGURES = (
     ("TTFT", "time to first token", "ttft"),

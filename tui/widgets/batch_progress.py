@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
 
-from tui.widgets.figures import clock_time
+from tui.streaming.figures import clock_time
 
 
 def eta(done: int, total: int, elapsed: float) -> float | None:

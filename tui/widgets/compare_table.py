@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui.streaming.compare import COMPARE_COLUMNS, CompareColumn, best_of_columns
-from tui.widgets.figures import DASH, millis, rate, usd
+from tui.streaming.figures import DASH, millis, rate, usd
 from tui.widgets.merged_log import stream_colour
 from tui.widgets.sanitize import one_line
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from textual.content import Content
 from textual.widgets import Static
 
-from tui.widgets.figures import rate
+from tui.streaming.figures import rate
 from tui.widgets.sanitize import one_line
 
 if TYPE_CHECKING:

@@ -27,13 +27,14 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, TerminalEvent, Token
+from tui.streaming.figures import count, seconds
 from tui.streaming.program_info import ProgramInfo
+from tui.streaming.status_line import StatusFacts, retry_text
 from tui.widgets.field_section import FieldSection, TimelineBlock, Trail, format_value
-from tui.widgets.figures import count, seconds
 from tui.widgets.markdown_view import MarkdownView
 from tui.widgets.merged_log import MergedLog, stream_colour
 from tui.widgets.sanitize import one_line, sanitize
-from tui.widgets.stream_status import StatusFacts, StreamStatus, retry_text
+from tui.widgets.stream_status import StreamStatus
 from tui.widgets.stream_text import StreamText
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ class StreamPane(Vertical, can_focus=True):
             self._pending.clear()
             self._answer_pending.clear()
             self._reset = True  # the next attempt streams from the start
-            self._note(f"↻ {retry_text(event, event.delay)}")
+            self._note(f"↻ {one_line(retry_text(event, event.delay))}")
         else:
             self._end(event)
 

@@ -14,11 +14,11 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui.widgets.figures import DASH, rate, seconds
+from tui.streaming.figures import DASH, rate, seconds
+from tui.streaming.status_line import state_label
 from tui.widgets.merged_log import stream_colour
 from tui.widgets.sanitize import one_line
 from tui.widgets.stream_pane import StreamPane
-from tui.widgets.stream_status import state_label
 
 QUESTION_WIDTH = 24
 LAST_WORDS = 30
