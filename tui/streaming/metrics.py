@@ -21,7 +21,6 @@ A "token" is one streamed chunk of an output field, as DSPy's listener delivers 
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -36,9 +35,12 @@ MIN_RATE_WINDOW_S = 0.05
 
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile (numpy's default), q in [0, 100]."""
-    if not values:
+    return _percentile_of_sorted(sorted(values), q)
+
+
+def _percentile_of_sorted(ordered: Sequence[float], q: float) -> float:
+    if not ordered:
         return math.nan
-    ordered = sorted(values)
     rank = (len(ordered) - 1) * q / 100
     low, high = math.floor(rank), math.ceil(rank)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
@@ -278,17 +280,20 @@ class Distribution:
     def as_dict(self, scale: float = 1.0) -> dict[str, float]:
         if not self.values:
             return {}
-        v = [x * scale for x in self.values]
+        # Sorted once, and the deviation in floats: `statistics.pstdev` sums exact fractions,
+        # 50 ms for the ITLs of 32 x 1,000 tokens, at the end of every run.
+        v = sorted(x * scale for x in self.values)
+        mean = math.fsum(v) / len(v)
         return {
-            "mean": statistics.fmean(v),
-            "median": statistics.median(v),
-            "std": statistics.pstdev(v) if len(v) > 1 else 0.0,
-            "min": min(v),
-            "max": max(v),
-            "p50": percentile(v, 50),
-            "p90": percentile(v, 90),
-            "p95": percentile(v, 95),
-            "p99": percentile(v, 99),
+            "mean": mean,
+            "median": _percentile_of_sorted(v, 50),
+            "std": math.sqrt(math.fsum((x - mean) ** 2 for x in v) / len(v)),
+            "min": v[0],
+            "max": v[-1],
+            "p50": _percentile_of_sorted(v, 50),
+            "p90": _percentile_of_sorted(v, 90),
+            "p95": _percentile_of_sorted(v, 95),
+            "p99": _percentile_of_sorted(v, 99),
         }
 
 
