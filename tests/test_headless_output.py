@@ -219,3 +219,16 @@ def test_stage_notes_start_on_a_line_of_their_own_beside_one_streaming_answer(op
     notes = [line for line in result.stdout.splitlines() if "✓" in line or "▸" in line]
     assert notes, result.stdout
     assert all(line.lstrip().startswith(("✓", "▸")) for line in notes), result.stdout
+
+
+def test_a_streams_end_line_says_what_its_pane_says(openai_server, tmp_path):
+    """One formatter (tui.streaming.status_line): the state, then the pane's figures, in its words."""
+    openai_server.default = Behaviour(text="answered in the end")
+    openai_server.script(Behaviour(status=500))
+    result = dspy_stream(*on(openai_server), "one", "two", env={"XDG_DATA_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    ends = [line for line in result.stderr.splitlines() if "[done]" in line]
+    assert len(ends) == 2, result.stderr
+    figures = r"\d+ tok · (\u2013 tok/s|[\d.,]+ tok/s) · TTFT \d+\.\d\ds · in \d+ · out \d+ · \d+\.\d\ds"
+    assert any(re.fullmatch(rf"\[\d\] \[done\] · {figures} · attempt 2/4", line) for line in ends), ends
+    assert any(re.fullmatch(rf"\[\d\] \[done\] · {figures}", line) for line in ends), ends

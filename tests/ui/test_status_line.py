@@ -107,3 +107,32 @@ def test_one_token_is_singular():
     from tui.streaming.figures import count
 
     assert count(metrics.tokens, "token") == "1 token" and count(3, "token") == "3 tokens"
+
+
+def test_the_pane_and_headless_say_the_same_line():
+    """Both are `tui.streaming.status_line.status_parts`: the pane styles it, headless prints it."""
+    from tui.streaming.events import Retrying
+    from tui.streaming.status_line import plain_status_line
+
+    clock = MovableClock()
+    metrics = StreamMetrics(clock=clock)
+    metrics.start()
+    metrics.start_attempt()
+    for _ in range(3):
+        clock.now += 0.25
+        metrics.record_token("answer")
+    retry = Retrying(attempt=1, max_attempts=4, delay=2.0, error="500 server error")
+    metrics.start_attempt()
+    for _ in range(40):
+        clock.now += 0.05
+        metrics.record_token("answer")
+    metrics.finish("done")
+    for facts in (
+        StatusFacts("done", metrics, max_attempts=4),
+        StatusFacts("retrying", metrics, max_attempts=4, retry=retry, retry_left=1.5),
+    ):
+        pane = status_content(facts, clock.now).plain
+        _icon, _, words = pane.partition(" ")
+        state, _, figures = plain_status_line(facts).partition(" · ")
+        assert words == f"{state.strip('[]')} · {figures}", (pane, plain_status_line(facts))
+    assert plain_status_line(StatusFacts("done", metrics, max_attempts=4)).endswith("attempt 2/4")
