@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PROGRAM",
         action=_InOrder,
         help=f"{', '.join(PROGRAMS)} (react needs --tools), path/to/file.py:NAME or package.module:NAME "
-        "(a dspy.Module instance, a Module subclass, or a function of no arguments returning one);"
+        "(a dspy.Module instance, a Module subclass, or a function of no arguments returning one;"
+        " path/to/file.py alone: the one program the file defines);"
         " give several to compare them",
     )
     p.add_argument(

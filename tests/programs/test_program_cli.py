@@ -42,6 +42,9 @@ BAD_SPECS = [
     (["--program", "{tmp}/raises.py:X"], "raises.py: line 2: ImportError: no such thing as fooz"),
     (["--program", "no_such_package.mod:X"], "no module named 'no_such_package.mod'"),
     (["--program", "bogus"], "unknown program 'bogus'"),
+    (["--program", "nowhere/x.py"], "nowhere/x.py: no such file"),
+    (["--program", SAMPLES], "defines several programs (typed_program, agent): name one"),
+    (["--program", "examples/tools.py"], "examples/tools.py defines no program"),
     (["--program", "react"], "react needs tools"),
     (["--program", "cot", "--signature", "question -> -> answer"], "does not parse"),
     (["--program", "cot", "--signature", "question"], "does not parse"),
@@ -172,3 +175,21 @@ def test_inputs_come_from_the_config_file_and_the_environment_too(openai_server,
     bad = dspy_stream(*on(openai_server), env={"DSPY_STREAM_INPUTS": "question=oops"})
     assert bad.returncode == 2
     assert "expected a JSON object" in assert_one_line_error(bad.stderr)
+
+
+def test_a_file_that_defines_one_program_needs_no_name(openai_server, tmp_path):
+    """`--program file.py`: its one instance, or else its one Module subclass; imports do not count."""
+    openai_server.default = Behaviour(text="streamed from the file's program")
+    only_class = tmp_path / "only_class.py"
+    only_class.write_text(
+        "import dspy\nfrom dspy import ChainOfThought  # imported: not the file's own\n\n"
+        "class Mine(dspy.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.step = dspy.Predict('question -> answer')\n\n"
+        "    def forward(self, question):\n        return self.step(question=question)\n"
+    )
+    instance = tmp_path / "instance.py"
+    instance.write_text(only_class.read_text() + "\nprogram = Mine()\n")
+    for path in (only_class, instance):
+        result = dspy_stream(*on(openai_server), "--program", str(path), "What is Rust?")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "streamed from the file's program"

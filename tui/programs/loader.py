@@ -49,9 +49,12 @@ def load_program(settings: Settings, *, cwd: Path | None = None) -> LoadedProgra
         program, label = _built_in(settings, cwd), spec
     elif ":" in spec:
         program, label = _from_spec(spec, cwd), spec
+    elif spec.endswith(".py"):
+        program, label = _sole_program(spec, cwd)
     else:
         raise ProgramError(
-            f"unknown program {spec!r}: use predict, cot, react, path/to/file.py:NAME or package.module:NAME"
+            f"unknown program {spec!r}: use predict, cot, react, path/to/file.py[:NAME]"
+            " or package.module:NAME"
         )
     if settings.tools and spec != "react":
         raise ProgramError("--tools is for --program react (a program from a file brings its own tools)")
@@ -128,6 +131,24 @@ def _from_spec(spec: str, cwd: Path) -> dspy.Module:
         hint = f" (it defines {', '.join(defined)})" if defined else ""
         raise ProgramError(f"{where} has no {name!r}{hint}")
     return _instantiate(getattr(module, name), f"{where}:{name}")
+
+
+def _sole_program(path: str, cwd: Path) -> tuple[dspy.Module, str]:
+    """`--program file.py`: the one program the file makes, an instance before a class."""
+    module = _run_file(path, cwd)
+    public = {n: v for n, v in vars(module).items() if not n.startswith("_")}
+    instances = [n for n, v in public.items() if isinstance(v, dspy.Module)]
+    classes = [
+        n for n, v in public.items()
+        if inspect.isclass(v) and issubclass(v, dspy.Module) and v.__module__ == module.__name__
+    ]  # fmt: skip
+    found = instances or classes
+    if not found:
+        raise ProgramError(f"{path} defines no program: no dspy.Module instance or subclass")
+    if len(found) > 1:
+        raise ProgramError(f"{path} defines several programs ({', '.join(found)}): name one, {path}:NAME")
+    where = f"{path}:{found[0]}"
+    return _instantiate(public[found[0]], where), where
 
 
 def _could_be_program(value: Any) -> bool:
