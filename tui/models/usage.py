@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,17 +48,23 @@ def usage_of(by_model: Mapping[str, Mapping[str, Any]]) -> Usage:
 def model_cost(model: str, input_tokens: int, output_tokens: int) -> float | None:
     """USD for these tokens at the published price for `model` (LiteLLM's price map, as DSPy
     bundles it); None when there is none (or a price of 0)."""
+    prompt_rate, completion_rate = _prices(model)
+    if prompt_rate is None or completion_rate is None:
+        return None
+    total = input_tokens * prompt_rate + output_tokens * completion_rate
+    return total if total > 0 else None
+
+
+@functools.lru_cache(maxsize=64)
+def _prices(model: str) -> tuple[float | None, float | None]:
+    """USD per input and output token; looked up once a model (a name the map lacks costs 2 ms)."""
     provider, _, name = model.partition("/")
     if provider == "local" or model == "local" or not name:
-        return None
+        return None, None
     try:
         from dspy.clients.model_metadata import model_info, rate
 
         info = model_info(provider, name)
     except Exception:  # advisory: a price lookup never fails a stream
-        return None
-    prompt_rate, completion_rate = rate(info, "input_cost_per_token"), rate(info, "output_cost_per_token")
-    if prompt_rate is None or completion_rate is None:
-        return None
-    total = input_tokens * prompt_rate + output_tokens * completion_rate
-    return total if total > 0 else None
+        return None, None
+    return rate(info, "input_cost_per_token"), rate(info, "output_cost_per_token")
