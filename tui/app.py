@@ -363,7 +363,6 @@ class StreamDashboard(App[int]):
 
     async def _cancel_and_exit(self) -> None:
         """Cancel every live stream, let each end with its `Cancelled` event, then exit."""
-        self.interrupted = True
         for pane in self.dashboard.panes:
             pane.cancel()
         streams = [worker for worker in self.workers if worker.group == "stream"]
