@@ -23,7 +23,6 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.driver import Driver
 from textual.screen import Screen
-from textual.widgets import Input, TextArea
 
 from tui.config import Settings
 from tui.demo import DEMO_QUESTIONS, DEMO_TIPS
@@ -344,7 +343,8 @@ class StreamDashboard(App[int]):
 
     def action_interrupt(self) -> None:
         focused = self.focused
-        if isinstance(focused, (Input, TextArea)) and focused.selected_text:
+        # A text box (Input, TextArea) with a selection; by its parts, not importing TextArea.
+        if getattr(focused, "selected_text", None) and hasattr(focused, "action_copy"):
             focused.action_copy()
         else:
             self.interrupt()
