@@ -56,7 +56,7 @@ def summary_line(s: RunSummary) -> str:
 
 
 def retry_note(event: Retrying) -> str:
-    return f"{retry_text(event, event.delay)}; the answer restarts"
+    return f"{retry_text(event, event.delay).rstrip('.')}; the answer restarts"
 
 
 @dataclass
