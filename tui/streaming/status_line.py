@@ -45,8 +45,15 @@ class StatusFacts:
 
 def retry_text(retry: Retrying, left: float) -> str:
     """ "retry 2/3 in 1.4 s - 429 rate limited", marked when the fault was injected on purpose."""
-    text = f"retry {retry.attempt}/{retry.max_attempts - 1} in {max(left, 0):.1f} s - {retry.error}"
-    return text + " [injected]" if retry.injected else text
+    return f"{_retry_label(retry, left)} - {_retry_reason(retry)}"
+
+
+def _retry_label(retry: Retrying, left: float) -> str:
+    return f"retry {retry.attempt}/{retry.max_attempts - 1} in {max(left, 0):.1f} s"
+
+
+def _retry_reason(retry: Retrying) -> str:
+    return retry.error + (" [injected]" if retry.injected else "")
 
 
 def state_label(state: str, metrics: StreamMetrics | None) -> str:
@@ -103,7 +110,7 @@ def status_parts(facts: StatusFacts) -> list[StatusPart]:
     if retry is not None:
         # "retry 1/3 in 1.4 s" says the state: the reason comes next, before any figure, so a
         # narrow pane (three a row at 160 columns) still shows it whole.
-        label = f"retry {retry.attempt}/{retry.max_attempts - 1} in {max(facts.retry_left, 0):.1f} s"
+        label = _retry_label(retry, facts.retry_left)
     parts = [StatusPart(label, "state")]
     live = state in LIVE_STATES
     if metrics is not None and metrics.truncated and not live:
@@ -111,7 +118,7 @@ def status_parts(facts: StatusFacts) -> list[StatusPart]:
     if (stall := stall_text(facts)) is not None:
         parts.append(StatusPart(stall, "warning"))
     if retry is not None:
-        parts.append(StatusPart(retry.error + (" [injected]" if retry.injected else ""), "reason"))
+        parts.append(StatusPart(_retry_reason(retry), "reason"))
     elif state == "starting" and facts.note not in ENGINE_NOTES:
         parts.append(StatusPart(facts.note, "note"))
     if metrics is None:
