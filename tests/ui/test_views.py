@@ -131,9 +131,12 @@ async def test_the_header_keeps_the_counts_whole_at_any_width(make_app, openai_s
 async def test_a_failure_off_screen_is_counted_and_notified(make_app, openai_server: OpenAIServer):
     openai_server.reset(Behaviour(tokens=400, tokens_per_s=50))
     openai_server.script(*([{}] * 11), {"status": 400})  # the twelfth request fails
-    questions = [f"Question {n}?" for n in range(1, 13)]
+    questions = [f"Question {n}?" for n in range(1, 12)]
     app = make_app(questions, concurrency=12, max_retries=0)
     async with app.run_test(size=(80, 24)) as pilot:
+        # The twelfth asked once the eleven have reached the server: its request is the twelfth.
+        await wait_until(pilot, lambda: len(openai_server.requests) >= 11)
+        app.dashboard.ask(["Question 12?"])
         await wait_until(pilot, lambda: len(panes(app)) == 12)
         await wait_until(pilot, lambda: any(p.terminal is not None for p in panes(app)))
         (failed,) = [p for p in panes(app) if p.terminal is not None]
