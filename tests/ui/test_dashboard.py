@@ -299,7 +299,7 @@ async def test_twenty_panes_stream_at_once(make_app, openai_server: OpenAIServer
         await settle(pilot)
         assert all(isinstance(pane.terminal, Done) for pane in panes(app))
         assert [pane.question for pane in panes(app)] == questions
-        assert app.dashboard.query_one("#batch-label").render().plain == "20/20 done"
+        assert app.dashboard.query_one("#batch-label").render().plain == "20/20 ended"
 
 
 async def test_markup_and_escapes_in_an_answer_are_shown_literally(make_app, openai_server: OpenAIServer):

@@ -337,9 +337,9 @@ class DashboardScreen(Screen[None]):
         runs = self.session.runs
         self._status_bar.show(runs, self._announce_offscreen(panes, visible, now))
         if self.batch:
-            done = sum(run.terminal is not None for run in runs)
+            ended = sum(run.terminal is not None for run in runs)
             elapsed = now - self._started_at if self._started_at is not None else 0.0
-            self._progress.show(done, len(runs), elapsed)
+            self._progress.show(ended, len(runs), elapsed)
 
     def _announce_offscreen(self, panes: list[StreamPane], visible: object, now: float) -> int:
         """Streams failing or retrying out of view: told once in a notification, counted in the header."""

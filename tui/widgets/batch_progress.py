@@ -1,4 +1,5 @@
-"""BatchProgress: questions done out of the batch, and when the rest should be done."""
+"""BatchProgress: questions ended (done, failed or cancelled) out of the batch, and when the rest
+should have ended."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ from textual.widgets import Label, ProgressBar
 from tui.streaming.figures import clock_time
 
 
-def eta(done: int, total: int, elapsed: float) -> float | None:
-    """Seconds left, at the pace so far; None before the first question is done."""
-    if done <= 0 or total <= done:
-        return None if done <= 0 else 0.0
-    return elapsed / done * (total - done)
+def eta(ended: int, total: int, elapsed: float) -> float | None:
+    """Seconds left, at the pace so far; None before the first question has ended."""
+    if ended <= 0 or total <= ended:
+        return None if ended <= 0 else 0.0
+    return elapsed / ended * (total - ended)
 
 
 class BatchProgress(Horizontal):
-    """A progress bar with "k/n done · ETA m:ss"; the ETA is ours, from the dashboard's clock."""
+    """A progress bar with "k/n ended · ETA m:ss"; the ETA is ours, from the dashboard's clock."""
 
     DEFAULT_CSS = """
     BatchProgress {
@@ -37,10 +38,10 @@ class BatchProgress(Horizontal):
         self._bar = self.query_one(ProgressBar)
         self._label = self.query_one(Label)
 
-    def show(self, done: int, total: int, elapsed: float) -> None:
-        left = eta(done, total, elapsed)
-        text = f"{done}/{total} done" + ("" if done == total else f" · ETA {clock_time(left)}")
-        if (done, total, text) != self._shown:
-            self._shown = (done, total, text)
-            self._bar.update(total=max(total, 1), progress=done)
+    def show(self, ended: int, total: int, elapsed: float) -> None:
+        left = eta(ended, total, elapsed)
+        text = f"{ended}/{total} ended" + ("" if ended == total else f" · ETA {clock_time(left)}")
+        if (ended, total, text) != self._shown:
+            self._shown = (ended, total, text)
+            self._bar.update(total=max(total, 1), progress=ended)
             self._label.update(text)
