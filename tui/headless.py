@@ -202,7 +202,7 @@ class HeadlessRun:
                 self.note(retry_note(event))
             case Status(message=message) if message in ("queued", "loading model"):
                 self.note(f"[{message}]")
-            case Status(message=message, kind="tool" | "stage"):
+            case Status(message=message, kind="tool" | "stage" | "output"):
                 self._context_field = None
                 self.note(message)
             case Failed(error=error):
@@ -292,7 +292,7 @@ class HeadlessRun:
             match event:
                 case Retrying():
                     self.note(retry_note(event), run)
-                case Status(message=message, kind="tool" | "stage"):
+                case Status(message=message, kind="tool" | "stage" | "output"):
                     self.note(message, run)
                 case Done() | Failed() | Cancelled():
                     self.note(status_line(run), run)

@@ -193,3 +193,63 @@ def test_a_file_that_defines_one_program_needs_no_name(openai_server, tmp_path):
         result = dspy_stream(*on(openai_server), "--program", str(path), "What is Rust?")
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "streamed from the file's program"
+
+
+PRINTING_PROGRAM = """
+import sys
+import threading
+
+import dspy
+
+print("loading the program")
+
+
+def look_up(question: str) -> None:
+    print(f"looking up {question}", end="")
+    print(" in the notes")
+
+
+class Printing(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.step = dspy.Predict("question -> answer")
+
+    def forward(self, question):
+        if question == "threaded?":
+            thread = threading.Thread(target=look_up, args=(question,))
+            thread.start()
+            thread.join()
+        print(f"asked {question}", file=sys.stderr)
+        for percent in (10, 50, 100):
+            print(f"\\rprogress {percent}%", end="")
+        print()
+        return self.step(question=question)
+"""
+
+
+def test_what_the_program_prints_goes_to_stderr_under_its_stream_not_into_answers(openai_server, tmp_path):
+    """In a worker, a line the program prints (in forward; in a plain thread while its stream
+    alone runs) is its stream's: tagged on stderr, a `status` record of kind `output` in JSONL.
+    stdout keeps only the answers; what it prints at import goes to the log."""
+    openai_server.default = Behaviour(text="the answer")
+    program = tmp_path / "printing.py"
+    program.write_text(PRINTING_PROGRAM)
+    questions = ["Rust?", "Go?", "Zig?", "Nim?"]
+    result = dspy_stream(*on(openai_server), "--workers", "2", "--program", str(program), *questions)
+    assert result.returncode == 0, result.stderr
+    for number, question in enumerate(questions, 1):
+        printed = [
+            line
+            for line in result.stderr.splitlines()
+            if line.startswith(f"[{number}] ") and ("asked" in line or "progress" in line)
+        ]
+        assert printed == [f"[{number}] asked {question}", f"[{number}] progress 100%"], result.stderr
+    assert result.stdout.count("the answer") == len(questions)
+    assert "asked" not in result.stdout and "progress" not in result.stdout
+    assert "loading the program" not in result.stdout + result.stderr
+
+    one = dspy_stream(*on(openai_server), "--jsonl", "--program", str(program), "threaded?")
+    assert one.returncode == 0, one.stderr
+    records = [json.loads(line) for line in one.stdout.splitlines()]
+    printed = [r["text"] for r in records if r["event"] == "status" and r["kind"] == "output"]
+    assert printed == ["looking up threaded? in the notes", "asked threaded?", "progress 100%"]

@@ -165,6 +165,7 @@ class Behaviour:
     fields: Mapping[str, str] | None = None  # text per output field name
     raw: bool = False  # plain text, no ChatAdapter field markers
     split_markers: bool = False  # stream "[[ ## answer ## ]]" as several tokens, as real LMs do
+    token_chars: int | None = None  # a custom text in tokens of this many characters, not words
     usage: bool = True  # send the usage chunk when the request asks for stream_options.include_usage
     status: int | None = None  # an HTTP error status instead of an answer
     error_message: str | None = None
@@ -365,6 +366,13 @@ def output_fields(body: Any) -> list[tuple[str, str]]:
     return []
 
 
+def split_text(text: str, behaviour: Behaviour) -> list[str]:
+    size = behaviour.token_chars
+    if size:
+        return [text[start : start + size] for start in range(0, len(text), size)]
+    return split_words(text)
+
+
 def split_words(text: str) -> list[str]:
     """Tokens of a custom text: each word with the whitespace before it; nothing lost."""
     pieces = re.findall(r"\s*\S+", text)
@@ -501,7 +509,7 @@ def answer_tokens(behaviour: Behaviour, body: Any) -> list[str]:
     fields = [] if behaviour.raw else output_fields(body)
     if not fields:
         if behaviour.text is not None:
-            return split_words(behaviour.text)
+            return split_text(behaviour.text, behaviour)
         return list(generated_words(behaviour.tokens))
     names = [name for name, _ in fields]
     main = "answer" if "answer" in names else names[-1]
@@ -512,9 +520,9 @@ def answer_tokens(behaviour: Behaviour, body: Any) -> list[str]:
             tokens.append("\n\n")
         tokens.extend(_marker(name, behaviour.split_markers))
         if behaviour.fields and name in behaviour.fields:
-            tokens.extend(split_words(behaviour.fields[name]))
+            tokens.extend(split_text(behaviour.fields[name], behaviour))
         elif name == main and behaviour.text is not None:
-            tokens.extend(split_words(behaviour.text))
+            tokens.extend(split_text(behaviour.text, behaviour))
         else:
             tokens.extend(typed_value(name, kind, facts) or _value_for(kind, behaviour))
     tokens.append("\n\n")

@@ -266,6 +266,30 @@ async def test_save_session_as_json_and_markdown_without_keys(make_app, openai_s
         assert secret not in text and "OPENAI_API_KEY" not in text
 
 
+async def test_a_key_in_an_answer_is_never_on_screen_even_split_across_tokens(make_app, openai_server):
+    """The answer streams three characters a token; at no frame does any view show the key, or
+    its start, while the rest of the answer streams in whole."""
+    secret = "sk-proj-THISISASECRETKEY1234567890"
+    answer = f"Your key is {secret} and that is all."
+    openai_server.reset(Behaviour(text=answer, token_chars=3, token_delay=0.05))
+    app = make_app(["What is my key?"])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")  # the merged view follows every stream too
+        shown: list[str] = []
+        while not (panes(app) and all_ended(app)()):
+            merged = app.screen.query(MergedLogView)
+            texts = [pane.answer for pane in panes(app)] + [view.text for view in merged]
+            shown.extend(texts)
+            assert not any("sk-proj" in text for text in texts), texts
+            await pilot.pause(0.02)
+        await pilot.press("f3")
+        await settle(pilot)
+        (pane,) = panes(app)
+        assert pane.answer == "Your key is sk-… and that is all."
+        assert any("Your key is" in text for text in shown)  # it was watched while it streamed
+        assert secret not in pane.query_one(MarkdownView).source
+
+
 async def test_quit_with_live_streams_asks_then_cancels_them(make_app, openai_server: OpenAIServer):
     openai_server.reset(Behaviour(tokens=400, tokens_per_s=40))
     app = make_app(["What is Rust?", "What is Python?"])

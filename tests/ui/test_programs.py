@@ -11,7 +11,9 @@ from pathlib import Path
 from rich.console import Console
 
 from tests.support.openai_server import Behaviour, OpenAIServer
-from tests.ui.conftest import SIZE, all_ended, panes, settle, wait_until
+from tests.ui.conftest import SIZE, all_ended, panes, server_settings, settle, wait_until
+from tui.app import StreamDashboard
+from tui.engine.remote import RemoteSession
 from tui.screens.help import HelpScreen
 from tui.screens.summary import SummaryScreen, latency_table, totals_table
 from tui.streaming.events import Done
@@ -138,6 +140,29 @@ async def test_field_text_is_shown_literally(make_app, openai_server: OpenAIServ
         await settle(pilot)
         (_key, text), _ = trail(panes(app)[0])
         assert text == "[bold red]x[/] ␛[2J"
+
+
+async def test_what_a_program_prints_in_a_worker_is_on_its_panes_timeline(openai_server, tmp_path):
+    openai_server.reset(Behaviour(text="the answer"))
+    program = tmp_path / "printing.py"
+    program.write_text(
+        "import dspy\n\nclass Printing(dspy.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.step = dspy.Predict('question -> answer')\n\n    def forward(self, question):\n"
+        "        print('[bold]asked[/]', question)\n        return self.step(question=question)\n"
+    )
+    settings = server_settings(openai_server, program=str(program))
+    session = RemoteSession(settings, workers=1)
+    app = StreamDashboard(settings, ["Rust?", "Go?"], session=session, steady=True)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, all_ended(app), timeout=60)
+            await settle(pilot)
+            for pane, question in zip(panes(app), ["Rust?", "Go?"], strict=True):
+                assert isinstance(pane.terminal, Done), pane.terminal
+                assert ("timeline", f"» [bold]asked[/] {question}") in trail(pane)  # literal, as printed
+                assert pane.answer == "the answer"
+    finally:
+        session.close()
 
 
 async def test_a_react_run_reads_as_a_timeline(make_app, openai_server: OpenAIServer):

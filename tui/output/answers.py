@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from tui.output.guarded import GuardedOut
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, Token
 from tui.streaming.record import StreamJob
-from tui.streaming.safe_text import hide_secrets, visible
+from tui.streaming.safe_text import HeldBack, hide_secrets, visible
 
 if TYPE_CHECKING:
     from tui.streaming.session_base import LiveStream as StreamRun
@@ -80,15 +80,14 @@ class AnswerWriter(Protocol):
 class RawAnswer:
     """One stream's answer tokens as they arrive, a newline at the end: `llm`'s output.
 
-    Text is written up to its last whitespace; the word after it waits for the next token,
-    so a key split across tokens is still whole when it is hidden.
+    Text is written as `HeldBack` gives it out: a key split across tokens is whole when hidden.
     """
 
     def __init__(self, out: IO[str], *, safe: bool, before_write: Callable[[], None] | None = None) -> None:
         self.out = out
         self.safe = safe
         self.before_write = before_write
-        self._pending = ""
+        self._held = HeldBack()
         self._at_line_start = True
         self._field: str | None = None
 
@@ -104,8 +103,9 @@ class RawAnswer:
                     self.write(f"{name}: ")
                     self._field = name
                 self.write(text)
-            case Retrying() | Failed() | Cancelled() | Status(kind="tool" | "stage"):
-                # A tool call or a stage is noted on stderr on a line of its own: end this one.
+            case Retrying() | Failed() | Cancelled() | Status(kind="tool" | "stage" | "output"):
+                # A tool call, a stage or a printed line is noted on stderr on a line of its own:
+                # end this one.
                 self._field = None
                 self.end_line()
             case Done(prediction=prediction):
@@ -116,14 +116,11 @@ class RawAnswer:
                 self.end_line()
 
     def write(self, text: str) -> None:
-        text = self._pending + text
-        cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t")) + 1
-        self._pending = text[cut:]
-        if cut:
-            self._emit(text[:cut])
+        shown = self._held.feed(text)
+        if shown:
+            self._emit(shown)
 
     def _emit(self, text: str) -> None:
-        text = hide_secrets(text)
         if self.safe:
             text = visible(text)
         if self.before_write is not None:
@@ -133,9 +130,8 @@ class RawAnswer:
         self._at_line_start = text.endswith("\n")
 
     def end_line(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, ""
-            self._emit(pending)
+        if self._held.holding:
+            self._emit(self._held.flush())
         if not self._at_line_start:
             if self.before_write is not None:
                 self.before_write()
@@ -145,7 +141,7 @@ class RawAnswer:
 
     @property
     def at_line_start(self) -> bool:
-        return self._at_line_start and not self._pending
+        return self._at_line_start and not self._held.holding
 
     def close(self) -> None:
         self.end_line()

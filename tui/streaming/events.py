@@ -23,9 +23,9 @@ class Status:
     """A note about the stream: its own state, or what the program is doing.
 
     `kind` is `state` for the stream's lifecycle ("queued", "loading model", "streaming"),
-    `tool` for a tool call or its result, `stage` for a module starting or ending: the
-    latter two make a program's timeline. `ahead`, with "queued" from the embedded model, is
-    how many streams the model serves before this one.
+    `tool` for a tool call or its result, `stage` for a module starting or ending, `output` for
+    a line the program printed: these three make a program's timeline. `ahead`, with "queued"
+    from the embedded model, is how many streams the model serves before this one.
     """
 
     message: str

@@ -9,6 +9,8 @@ that task, and a cancel is a cancel of that task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -27,6 +29,7 @@ from tenacity import (
 
 from tui.config import Settings
 from tui.programs.info import field_keys
+from tui.streaming import program_output
 from tui.streaming.events import (
     Cancelled,
     Done,
@@ -143,6 +146,8 @@ class StreamRun:
             multiplier=settings.retry_delay, max=settings.max_retry_wait, jitter=settings.retry_delay / 2
         )
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._printing: set[asyncio.Task[None]] = set()
         self.forced_faults = 0  # attempts that fail on purpose whatever the fault rate (recovery, demo)
         # A `tui.programs.LoadedProgram`: a fresh copy of it runs each attempt.
         self.program = program if program is not None else program_for(settings)
@@ -159,10 +164,32 @@ class StreamRun:
 
     def start(self) -> asyncio.Task[None]:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._produce(), name=f"stream-{self.job.stream_id}"
+            self._loop = asyncio.get_running_loop()
+            context = contextvars.copy_context()
+            context.run(program_output.printing_stream.set, self)  # what the program prints is ours
+            program_output.running(self)
+            self._task = self._loop.create_task(
+                self._produce(), name=f"stream-{self.job.stream_id}", context=context
             )
         return self._task
+
+    def printed(self, line: str) -> None:
+        """A line the program printed while running this stream, from whichever thread ran it:
+        a timeline event, after the events already made."""
+        if self.terminal is not None or self._loop is None or self._loop.is_closed():
+            return
+        status = Status(line, "output")
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            task = self._loop.create_task(self._put(status))
+            self._printing.add(task)
+            task.add_done_callback(self._printing.discard)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                asyncio.run_coroutine_threadsafe(self._put(status), self._loop)
 
     def feed(self, sink: Callable[[StreamEvent], Awaitable[None]]) -> asyncio.Task[None]:
         """Start, handing each event but the last to `sink` as it is made, in place of the queue
@@ -208,6 +235,7 @@ class StreamRun:
         if self.terminal is not None:
             return
         self.terminal = event
+        program_output.ended(self)
         state = {Done: "done", Failed: "failed", Cancelled: "cancelled"}[type(event)]
         self.metrics.finish(state, getattr(event, "error", ""))
         if isinstance(event, Done):

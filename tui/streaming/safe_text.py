@@ -106,3 +106,48 @@ def hide_secrets_in(value):
     if isinstance(value, (list, tuple)):
         return [hide_secrets_in(item) for item in value]
     return value
+
+
+_SECRET_STARTS = ("sk-", "://")  # where a key shape or a URL's password begins
+
+
+def _may_become_secret(word: str) -> bool:
+    """`word`, or its end, could be the start of a key or a URL password: it has one begun, or
+    ends with the first characters of one."""
+    for start in (*_known_secrets(), *_SECRET_STARTS):
+        at = word.find(start[0])
+        while at != -1:
+            piece = word[at:]
+            if start.startswith(piece) or piece.startswith(start):
+                return True
+            at = word.find(start[0], at + 1)
+    return False
+
+
+class HeldBack:
+    """Streamed text made safe to show as it grows, secrets hidden: a word that could be the
+    start of a key waits for the next piece (up to its end, or a length no key has), so a key
+    split across tokens is whole when it is hidden; any other word is given out at once."""
+
+    LONGEST_WORD = 512
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        text = self._held + text
+        cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t")) + 1
+        word = text[cut:]
+        if len(word) > self.LONGEST_WORD or not _may_become_secret(word):
+            cut = len(text)
+        self._held = text[cut:]
+        return hide_secrets(text[:cut]) if cut else ""
+
+    def flush(self) -> str:
+        """The word still held, at the end of the text."""
+        held, self._held = self._held, ""
+        return hide_secrets(held) if held else ""
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)

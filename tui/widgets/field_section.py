@@ -87,7 +87,7 @@ class FieldSection(Vertical):
 
 
 class TimelineBlock(GrowingText):
-    """Consecutive timeline lines (`→ tool(args)`, `← result`, `▸ stage`), one line each."""
+    """Consecutive timeline lines (`→ tool(args)`, `← result`, `▸ stage`, `» printed`), one line each."""
 
     def __init__(self) -> None:
         super().__init__(classes="timeline")

@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 from tui.streaming.events import Cancelled, Done, Failed, Retrying, Status, StreamEvent, TerminalEvent, Token
 from tui.streaming.figures import count, seconds
 from tui.streaming.program_info import ProgramInfo
+from tui.streaming.safe_text import HeldBack, hide_secrets
 from tui.streaming.status_line import StatusFacts, retry_text
 from tui.widgets.field_section import FieldSection, TimelineBlock, Trail, format_value
 from tui.widgets.markdown_view import MarkdownView
@@ -48,6 +49,7 @@ ENGINE_WORKING = "streaming"  # the local engine's note: it has started on this 
 # frame redraws a third of them; a change of state is shown at the next tick whatever the turn.
 STATUS_EVERY = 3
 TIMELINE = ""  # the pending key of timeline lines: no output field has an empty name
+PRINTED_MARK = "» "  # a line the program printed, on the timeline
 
 
 class StreamPane(Vertical, can_focus=True):
@@ -83,7 +85,7 @@ class StreamPane(Vertical, can_focus=True):
         merged: MergedLog | None = None,
     ) -> None:
         super().__init__(id=f"stream-{number}")
-        self.question = run.job.question
+        self.question = hide_secrets(run.job.question)  # as every view shows it
         self.number = number
         self.info: ProgramInfo = run.info
         self.final_key = self.info.final_output.key
@@ -103,6 +105,7 @@ class StreamPane(Vertical, can_focus=True):
         # trail, (output field key, text) or (TIMELINE, a timeline line).
         self._answer_pending: list[str] = []
         self._pending: list[tuple[str, str]] = []
+        self._held: dict[str, HeldBack] = {}  # per field: the word that may be part of a key
         self._trail_last: FieldSection | TimelineBlock | None = None
         self._answer = ""
         self._reset = False
@@ -198,13 +201,14 @@ class StreamPane(Vertical, can_focus=True):
         self._got_token = False
         self._pending.clear()
         self._answer_pending.clear()
+        self._held.clear()
         self._reset = True
         self._finalised = False
         if self.merged is not None:
             job = run.job
             self.merged.add_question(
                 self.number,
-                one_line(job.question),
+                one_line(hide_secrets(job.question)),
                 tag=job.tag if job.variant else "",
                 colour_no=job.variant_no,
             )
@@ -230,26 +234,46 @@ class StreamPane(Vertical, can_focus=True):
 
     def _on_event(self, event: StreamEvent) -> None:
         if isinstance(event, Token):
-            if event.field == self.final_key:
-                self._answer_pending.append(event.text)
-            else:
-                self._pending.append((event.field, event.text))
+            self._release_held(but=event.field)
+            held = self._held.setdefault(event.field, HeldBack())
+            self._add_text(event.field, held.feed(event.text))
             self._got_token = True
-            if self.merged is not None:
-                self.merged.add_text(self.number, event.field, event.text)
+        elif isinstance(event, Status) and event.kind == "output":
+            self._release_held()
+            self._pending.append((TIMELINE, f"{PRINTED_MARK}{hide_secrets(event.message)}"))
         elif isinstance(event, Status):
             self.note = event.message
             if self._on_timeline(event):
-                self._pending.append((TIMELINE, event.message))
+                self._release_held()
+                self._pending.append((TIMELINE, hide_secrets(event.message)))
         elif isinstance(event, Retrying):
             self._retry, self._retry_at = event, self.clock()
             self._got_token = False
             self._pending.clear()
             self._answer_pending.clear()
+            self._held.clear()
             self._reset = True  # the next attempt streams from the start
             self._note(f"↻ {one_line(retry_text(event, event.delay))}")
         else:
+            self._release_held()
             self._end(event)
+
+    def _release_held(self, but: str | None = None) -> None:
+        """The words held back, once something else comes after them: a field's text ends."""
+        for key, held in self._held.items():
+            if key != but and held.holding:
+                self._add_text(key, held.flush())
+
+    def _add_text(self, key: str, text: str) -> None:
+        """Text of field `key`, secrets hidden, for the next tick (and the merged view)."""
+        if not text:
+            return
+        if key == self.final_key:
+            self._answer_pending.append(text)
+        else:
+            self._pending.append((key, text))
+        if self.merged is not None:
+            self.merged.add_text(self.number, key, text)
 
     def _on_timeline(self, status: Status) -> bool:
         """Tool calls and results, and where a stage starts (its end adds nothing to read)."""
@@ -400,19 +424,19 @@ class StreamPane(Vertical, can_focus=True):
                 continue
             section = FieldSection(output.key)
             self._trail_add(section)
-            section.write(format_value(value))
+            section.write(hide_secrets(format_value(value)))
 
     def _finalise(self, answer_view: StreamText) -> None:
         self._finalised = True
         self._show_unstreamed_fields()
-        delivered = self.run.record.field_text(self.final_key) or self._unstreamed_answer()
+        delivered = hide_secrets(self.run.record.field_text(self.final_key) or self._unstreamed_answer())
         if delivered and delivered != self._answer:
             # What DSPy delivered is the answer; the stream may have held back a piece of it.
             self._answer = delivered
             answer_view.clear()
             answer_view.write(delivered)
         if isinstance(self.terminal, Failed):
-            self._error_line.update(f"✗ {one_line(self.terminal.error)}")
+            self._error_line.update(f"✗ {one_line(hide_secrets(self.terminal.error))}")
             self._error_line.display = True
 
     def _draw_markdown(self, markdown: MarkdownView, answer_view: StreamText, deadline: float, visible: bool):

@@ -238,6 +238,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front decides when streams stop
     from tui.logs import quiet_environment, send_logs_to_file
     from tui.models.dspy_import import import_dspy
+    from tui.streaming.program_output import ProgramOutput
+
+    sys.stdout = ProgramOutput(fileno=1)
+    sys.stderr = ProgramOutput(fileno=2)
 
     quiet_environment()
     import_dspy()
