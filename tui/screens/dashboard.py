@@ -41,12 +41,16 @@ MARKDOWN_BUDGET_S = 0.010
 # them each tick: a frame redraws half the panes, and the display lags by one tick more.
 BUSY_PANES = 16
 
-EMPTY_HINT = """\
-[b]No streams yet.[/b]
-
-Type a question below and press [b]Enter[/b]; ask more while answers stream.
-With several input fields, [b]Tab[/b] moves between their boxes.
-[b]F1[/b] lists the keys, [b]Ctrl+P[/b] opens the command palette."""
+def empty_hint(info: ProgramInfo | None) -> str:
+    """What to do first, in the words of the program's inputs."""
+    if info is not None and len(info.inputs) > 1:
+        ask = "Fill in the boxes below ([b]Tab[/b] moves between them) and press [b]Enter[/b]"
+    else:
+        ask = "Type a question below and press [b]Enter[/b]"
+    return (
+        f"[b]No streams yet.[/b]\n\n{ask}; ask more while answers stream.\n"
+        "[b]F1[/b] lists the keys, [b]Ctrl+P[/b] opens the command palette."
+    )
 
 
 def loading_hint(model: str, program: str) -> Content:
@@ -135,7 +139,7 @@ class DashboardScreen(Screen[None]):
             if self.variants:
                 yield VariantsBar(self.variants, id="variants-bar")
             yield BatchProgress(id="batch-progress")
-        hint = loading_hint(model, program) if self.program_loading else EMPTY_HINT
+        hint = loading_hint(model, program) if self.program_loading else empty_hint(self.program_info)
         yield Static(hint, id="empty-hint", markup=not self.program_loading)
         yield PaneGrid(id="panes", columns=len(self.variants) or None)
         info = self.program_info
@@ -179,7 +183,7 @@ class DashboardScreen(Screen[None]):
             self.call_after_refresh(self._focus_form, form, typed)
         self.call_after_refresh(self._title_boxes)
         hint = self.query_one("#empty-hint", Static)
-        hint.update(Content.from_markup(EMPTY_HINT))
+        hint.update(Content.from_markup(empty_hint(info)))
         waiting, self._waiting = self._waiting, []
         if waiting:
             self.ask(waiting)

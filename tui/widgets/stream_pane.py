@@ -242,7 +242,7 @@ class StreamPane(Vertical, can_focus=True):
             self._release_held()
             self._pending.append((TIMELINE, f"{PRINTED_MARK}{hide_secrets(event.message)}"))
         elif isinstance(event, Status):
-            self.note = event.message
+            self.note = hide_secrets(event.message)
             if self._on_timeline(event):
                 self._release_held()
                 self._pending.append((TIMELINE, hide_secrets(event.message)))
