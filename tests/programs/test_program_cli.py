@@ -253,3 +253,51 @@ def test_what_the_program_prints_goes_to_stderr_under_its_stream_not_into_answer
     records = [json.loads(line) for line in one.stdout.splitlines()]
     printed = [r["text"] for r in records if r["event"] == "status" and r["kind"] == "output"]
     assert printed == ["looking up threaded? in the notes", "asked threaded?", "progress 100%"]
+
+
+MISBEHAVING_PROGRAM = """
+import sys
+
+import dspy
+
+
+class Misbehaving(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.step = dspy.Predict("question -> answer")
+
+    def forward(self, question):
+        if question == "bad":
+            {misbehaviour}
+        return self.step(question=question)
+"""
+
+
+@pytest.mark.parametrize(
+    ("misbehaviour", "error"),
+    [
+        ("sys.exit(3)", "the program called sys.exit(3)"),
+        ("raise KeyboardInterrupt", "the program raised KeyboardInterrupt"),
+        ("raise GeneratorExit", "the program raised GeneratorExit"),
+        ("return None", "the program returned None, not a Prediction"),
+    ],
+)
+def test_a_program_that_exits_or_returns_nothing_fails_only_its_own_stream(
+    openai_server, tmp_path, misbehaviour, error
+):
+    """The three streams share one worker: before, sys.exit() in one ended the worker's event
+    loop and every stream of it was 'cancelled', exit code 0."""
+    openai_server.default = Behaviour(text="the answer", token_delay=0.02)
+    program = tmp_path / "misbehaving.py"
+    program.write_text(MISBEHAVING_PROGRAM.format(misbehaviour=misbehaviour))
+    args = ["--workers", "1", "--jsonl", "--program", str(program), "good one", "bad", "good two"]
+    result = dspy_stream(*on(openai_server), *args)
+    assert result.returncode == 1, result.stderr
+    ends = {
+        r["stream"]: r
+        for r in map(json.loads, result.stdout.splitlines())
+        if r["event"] in ("done", "failed", "cancelled")
+    }
+    assert [ends[n]["event"] for n in (1, 2, 3)] == ["done", "failed", "done"], ends
+    assert ends[2]["error"] == error
+    assert "Traceback" not in result.stderr

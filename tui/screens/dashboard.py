@@ -41,6 +41,7 @@ MARKDOWN_BUDGET_S = 0.010
 # them each tick: a frame redraws half the panes, and the display lags by one tick more.
 BUSY_PANES = 16
 
+
 def empty_hint(info: ProgramInfo | None) -> str:
     """What to do first, in the words of the program's inputs."""
     if info is not None and len(info.inputs) > 1:

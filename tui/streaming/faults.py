@@ -48,6 +48,17 @@ class StreamIncomplete(Exception):
     """The program finished but what streamed does not match the final prediction."""
 
 
+class ProgramMisbehaved(Exception):
+    """The user's program ended its stream in a way no stream should: it exited, was
+    interrupted, or returned nothing. Its stream fails; the process and other streams go on."""
+
+    @classmethod
+    def exited(cls, exc: BaseException) -> ProgramMisbehaved:
+        if isinstance(exc, SystemExit):
+            return cls(f"the program called sys.exit({'' if exc.code is None else repr(exc.code)})")
+        return cls(f"the program raised {type(exc).__name__}")
+
+
 @dataclass(frozen=True)
 class FaultInfo:
     retryable: bool
@@ -89,6 +100,8 @@ def classify(exc: BaseException) -> FaultInfo:
     retry_after = float(retry_after) if isinstance(retry_after, (int, float)) else None
     if isinstance(exc, StreamStalled | InjectedFault):
         return FaultInfo(True, str(exc))
+    if isinstance(exc, ProgramMisbehaved):
+        return FaultInfo(False, str(exc))
     for cause in _causes(exc):
         if isinstance(cause, ModelError):
             return FaultInfo(False, redact(str(cause)))

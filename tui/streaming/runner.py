@@ -40,7 +40,7 @@ from tui.streaming.events import (
     TerminalEvent,
     Token,
 )
-from tui.streaming.faults import InjectedFault, StreamIncomplete, StreamStalled, classify
+from tui.streaming.faults import InjectedFault, ProgramMisbehaved, StreamIncomplete, StreamStalled, classify
 from tui.streaming.metrics import StreamMetrics
 from tui.streaming.program_info import ProgramInfo
 from tui.streaming.program_status import ProgramStatusProvider, status_kind
@@ -79,15 +79,27 @@ class _ReturnsPrediction(dspy.Module):
         self.program = program
 
     async def aforward(self, **inputs: Any) -> dspy.Prediction:
-        if runs_async(self.program):
-            result = await self.program.acall(**inputs)
-        else:
-            result = await dspy.asyncify(self.program)(**inputs)
+        try:
+            if runs_async(self.program):
+                result = await self.program.acall(**inputs)
+            else:
+                result = await dspy.asyncify(self._call_in_thread)(**inputs)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise ProgramMisbehaved.exited(exc) from None
+        if result is None:
+            raise ProgramMisbehaved("the program returned None, not a Prediction")
         if isinstance(result, dspy.Prediction):
             return result
         if isinstance(result, Mapping):
             return dspy.Prediction(**{str(k): v for k, v in result.items()})
         return dspy.Prediction(answer=result)
+
+    def _call_in_thread(self, **inputs: Any) -> Any:
+        try:
+            return self.program(**inputs)
+        except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+            # Raised out of the thread, these would end the event loop, not this stream.
+            raise ProgramMisbehaved.exited(exc) from None
 
 
 _PROGRAMS: dict[tuple[Any, ...], Any] = {}

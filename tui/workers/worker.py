@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tui.streaming.events import Cancelled
+from tui.streaming.events import Cancelled, Failed
 from tui.streaming.wire import FiguresDelta, encode, is_terminal_item, read_message, write_message
 
 log = logging.getLogger(__name__)
@@ -181,13 +181,11 @@ class Worker:
         run = stream.run
         if run.terminal is None and task.cancelled():  # cancelled before it ever ran
             run._end(Cancelled(run.record.text))
-        if run.terminal is not None:
-            item = encode(run.terminal, time.monotonic())
-        else:
+        if run.terminal is None:
             exc = task.exception()
             log.error("worker: stream %s failed outside its run", key, exc_info=exc)
-            item = ("f", f"the worker failed: {type(exc).__name__}: {exc}", run.record.text, time.monotonic())
-        self.outbox.add(key, item)
+            run._end(Failed(f"the worker failed: {type(exc).__name__}: {exc}", run.record.text))
+        self.outbox.add(key, encode(run.terminal, time.monotonic()))
         self.outbox.flush()
         self.streams.pop(key, None)
 
