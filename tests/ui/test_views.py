@@ -10,7 +10,7 @@ from tests.ui.conftest import SIZE, all_ended, panes, settle, wait_until
 from tui.screens.aggregate import AggregateScreen
 from tui.screens.summary import SummaryScreen
 from tui.screens.table import TableScreen
-from tui.widgets.global_status import GlobalStatusBar
+from tui.widgets.global_status import GlobalStatusBar, short_model
 from tui.widgets.merged_log import MergedLogView
 from tui.widgets.stream_table import StreamTable
 from tui.widgets.stream_text import StreamText
@@ -126,6 +126,12 @@ async def test_the_header_keeps_the_counts_whole_at_any_width(make_app, openai_s
         await wait_until(pilot, lambda: expected in bar_text(app))
         text = bar_text(app)
         assert "…" not in text and len(text) <= size[0] - 2, "nothing cut: the short forms fit"
+
+
+def test_a_narrow_header_names_one_model_short_and_several_by_their_count():
+    assert short_model("openai/gpt-4o-mini") == "gpt-4o-mini"
+    assert short_model("openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest") == "2 models"
+    assert short_model("openai/" + "x" * 40) == "x" * 23 + "…"  # cut, and said to be
 
 
 async def test_a_failure_off_screen_is_counted_and_notified(make_app, openai_server: OpenAIServer):

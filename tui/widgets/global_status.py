@@ -23,6 +23,15 @@ def total_tokens_per_s(runs: Sequence[StreamRun]) -> float:
     return sum(run.metrics.live_tokens_per_s() for run in runs if run.terminal is None)
 
 
+def short_model(model: str, width: int = 24) -> str:
+    """The model's name without its provider, for a narrow line; "3 models" when comparing."""
+    names = [one_line(name.strip()) for name in model.split(",")]
+    if len(names) > 1:
+        return f"{len(names)} models"
+    name = names[0].rsplit("/", 1)[-1]
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
 class GlobalStatusBar(Static):
     """One line across the top of the dashboard, redrawn by the clock.
 
@@ -46,7 +55,7 @@ class GlobalStatusBar(Static):
         super().__init__("", id=id, markup=False)
         self._brand = Content.styled(one_line(brand or "dspy-stream"), "bold $text-primary")
         self._model = Content.assemble("model ", (one_line(model), "bold"))
-        self._short_model = Content.styled(one_line(model).rsplit("/", 1)[-1][:24], "bold")
+        self._short_model = Content.styled(short_model(model), "bold")
         self._program = Content(f"program {program}" + (f" · mode {mode}" if mode else ""))
         self._shown: Content | None = None
 
