@@ -379,7 +379,10 @@ def open_session(settings: Settings, variants: Sequence[Settings] = ()) -> Sessi
         import_dspy()
     _route_logs()
     if len(variants) < 2:
-        return _one_session(settings, settings.workers)
+        session = _one_session(settings, settings.workers)
+        if settings.workers == 0 and not settings.is_local:  # the embedded model loads later
+            session.configure_for_plain_threads()  # type: ignore[attr-defined]
+        return session
     from tui.streaming.variants import VariantSession, variant_labels
 
     workers = settings.workers

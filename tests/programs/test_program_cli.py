@@ -301,3 +301,42 @@ def test_a_program_that_exits_or_returns_nothing_fails_only_its_own_stream(
     assert [ends[n]["event"] for n in (1, 2, 3)] == ["done", "failed", "done"], ends
     assert ends[2]["error"] == error
     assert "Traceback" not in result.stderr
+
+
+FAN_OUT_PROGRAM = """
+from concurrent.futures import ThreadPoolExecutor
+
+import dspy
+
+
+class FanOut(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.draft = dspy.Predict("question -> draft")
+        self.combine = dspy.Predict("question, drafts -> answer")
+
+    def forward(self, question):
+        asks = [{"question": question}, {"question": question + " (again)"}]
+        if "{how}" == "parallel":
+            drafts = dspy.Parallel(num_threads=2)([(self.draft, ask) for ask in asks])
+        else:
+            with ThreadPoolExecutor(2) as pool:
+                drafts = list(pool.map(lambda ask: self.draft(**ask), asks))
+        return self.combine(question=question, drafts=" / ".join(d.draft for d in drafts))
+"""
+
+
+@pytest.mark.parametrize("how", ["parallel", "thread pool"])
+def test_a_program_that_fans_out_over_threads_runs_and_streams_its_answer(openai_server, tmp_path, how):
+    """dspy.Parallel's threads could not reach the stream (dspy#9154) and a ThreadPoolExecutor's
+    had no LM at all: both failed. Their calls now run unstreamed; the program's own streams."""
+    openai_server.default = Behaviour(fields={"draft": "a draft", "answer": "the combined answer"})
+    program = tmp_path / "fan_out.py"
+    program.write_text(FAN_OUT_PROGRAM.replace("{how}", how))
+    result = dspy_stream(*on(openai_server), "--jsonl", "--program", str(program), "Why stream?")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    answer = "".join(r["text"] for r in records if r["event"] == "token" and r["field"].endswith("answer"))
+    assert answer == "the combined answer"
+    assert len([r for r in records if r["event"] == "token"]) > 1, "the answer streamed"
+    assert len(openai_server.completions) == 3

@@ -122,6 +122,30 @@ def _litellm_missing(model: str, environ: Mapping[str, str]) -> list[str]:
     )
 
 
+class ThreadSafeLM(dspy.LM):
+    """A `dspy.LM` that a program may also call from threads of its own (`dspy.Parallel`, a
+    ThreadPoolExecutor): there DSPy's streaming cannot reach the event loop ("Not running inside
+    an AnyIO worker thread", dspy#9154) and the call failed, so it is made without streaming and
+    its text arrives with its prediction. Calls from the program's own thread stream as ever."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if dspy.settings.send_stream is not None and not _can_reach_the_stream():
+            with dspy.context(send_stream=None):
+                return super().__call__(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+def _can_reach_the_stream() -> bool:
+    """In a thread anyio started (where a sync `forward` runs), so DSPy can send it chunks."""
+    import anyio.from_thread
+
+    try:
+        anyio.from_thread.check_cancelled()
+    except RuntimeError:
+        return False
+    return True
+
+
 def build_lm(settings: Settings) -> dspy.LM:
     """The `dspy.LM` for `settings.model`; raises ModelError with one line when it cannot be built."""
     hide_truncation_warnings()
@@ -135,7 +159,7 @@ def build_lm(settings: Settings) -> dspy.LM:
         client["api_key"] = LOCAL_SERVER_KEY
     try:
         # num_retries=0: the runner retries, with backoff it shows, so DSPy must not retry underneath.
-        return dspy.LM(
+        return ThreadSafeLM(
             settings.model,
             cache=settings.cache,
             num_retries=0,
@@ -151,7 +175,7 @@ def _build_local_lm(settings: Settings) -> dspy.LM:
     max_tokens = settings.max_tokens or DEFAULT_MAX_TOKENS
     temperature = settings.temperature if settings.temperature is not None else DEFAULT_TEMPERATURE
     engine, async_engine = local_engines(settings.model, max_tokens=max_tokens, temperature=temperature)
-    return dspy.LM(
+    return ThreadSafeLM(
         f"local/{engine.model_name}",
         engine=engine,
         async_engine=async_engine,

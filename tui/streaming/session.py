@@ -50,6 +50,16 @@ class StreamSession(SessionBase):
             self._lm = self._lm or build_lm(self.settings)
             self._adapter = self._adapter or build_adapter(self.settings)
 
+    def configure_for_plain_threads(self) -> None:
+        """Make this session's model and adapter DSPy's defaults, which a thread the program
+        starts itself (a ThreadPoolExecutor) sees instead of the streams' context: without them
+        its calls failed with "No LM is loaded". Only where one session owns the process (a
+        worker); their calls do not stream."""
+        import dspy
+
+        self.ensure_model()
+        dspy.configure(lm=self._lm, adapter=self._adapter)
+
     def ensure_program(self) -> None:
         """Load the program now; raises `tui.programs.ProgramError` (one line) on a bad spec."""
         if self._program is None:

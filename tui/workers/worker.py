@@ -142,6 +142,7 @@ class Worker:
             session = StreamSession(settings)
             session.ensure_program()
             session.ensure_model()
+            session.configure_for_plain_threads()
         except ModelError as exc:
             self.outbox.send(("refused", "model", str(exc)))
             return
