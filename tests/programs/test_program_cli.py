@@ -340,3 +340,24 @@ def test_a_program_that_fans_out_over_threads_runs_and_streams_its_answer(openai
     assert answer == "the combined answer"
     assert len([r for r in records if r["event"] == "token"]) > 1, "the answer streamed"
     assert len(openai_server.completions) == 3
+
+
+def test_a_program_printing_thousands_of_lines_keeps_every_line_in_order(openai_server, tmp_path):
+    """More lines than a stream holds pending (PrintedLines.LIMIT): the printing thread waits
+    for the consumer, as on a slow terminal, and nothing is lost or reordered."""
+    openai_server.default = Behaviour(text="the answer")
+    program = tmp_path / "chatty.py"
+    program.write_text(
+        "import dspy\n\nclass Chatty(dspy.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.step = dspy.Predict('question -> answer')\n\n    def forward(self, question):\n"
+        "        for i in range(3000):\n            print(f'{question} line {i}')\n"
+        "        return self.step(question=question)\n"
+    )
+    result = dspy_stream(*on(openai_server), "--program", str(program), "a", "b")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for number, question in enumerate(["a", "b"], 1):
+        printed = [
+            line for line in result.stderr.splitlines() if line.startswith(f"[{number}] {question} line")
+        ]
+        assert printed == [f"[{number}] {question} line {i}" for i in range(3000)]
+    assert result.stdout.count("the answer") == 2

@@ -10,6 +10,7 @@ from textual.app import App, ComposeResult
 from tui.streaming.events import Retrying, Status, Token
 from tui.streaming.metrics import StreamMetrics
 from tui.streaming.program_info import ProgramInfo
+from tui.widgets.field_section import TimelineBlock
 from tui.widgets.markdown_blocks import BlockSplitter
 from tui.widgets.merged_log import MergedLog, MergedLogView
 from tui.widgets.sanitize import one_line, sanitize
@@ -202,3 +203,15 @@ def test_a_stream_waiting_for_the_local_model_reads_queued_not_streaming():
     assert pane.state_at(5.0) == "starting"
     pane._on_event(Token("answer", "Hi"))
     assert pane.state_at(5.0) == "streaming"
+
+
+async def test_a_timeline_keeps_its_newest_lines_for_a_program_that_prints_thousands():
+    block = TimelineBlock()
+    async with TextHost(block).run_test(size=(40, 10)) as pilot:
+        block.add_lines([f"» line {i}" for i in range(300)])
+        block.add_lines([f"» line {i}" for i in range(300, 3000)])
+        await pilot.pause()
+        lines = block.text.splitlines()
+        assert lines[-1] == "» line 2999" and len(lines) <= TimelineBlock.MAX_LINES
+        assert lines == [f"» line {i}" for i in range(3000 - len(lines), 3000)]  # newest, in order
+        assert block.lines == 3000

@@ -10,13 +10,18 @@ terminal directly, where it would tear the dashboard or mix with the answers on 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
 import os
 import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
+
+from tui.streaming.events import Status
 
 log = logging.getLogger("program")
 MAX_LINE = 4096  # a longer line (a progress bar that never ends its line) is told in pieces
@@ -112,3 +117,61 @@ class ProgramOutput(io.TextIOBase):
                 log.info("printed outside a stream: %s", line)
         finally:
             self._partial.telling = False
+
+
+class PrintedLines:
+    """The lines a stream's program prints, turned into its `output` events in order by one task
+    on the stream's loop. A thread that prints faster than the stream's consumer takes them
+    waits once `LIMIT` are pending, as a program writing to a slow terminal does; the loop's own
+    thread never waits (it is the one that drains them)."""
+
+    LIMIT = 1000
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, put: Callable[[Status], Awaitable[None]]) -> None:
+        self._loop = loop
+        self._put = put
+        self._lines: deque[str] = deque()
+        self._room = threading.Condition()
+        self._draining = False
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, line: str) -> None:
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        with self._room:
+            while not on_loop and not self._closed and len(self._lines) >= self.LIMIT:
+                self._room.wait(timeout=0.5)
+            if self._closed:
+                return
+            self._lines.append(line)
+            if self._draining:
+                return
+            self._draining = True
+        if on_loop:
+            self._start()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._start)
+
+    def close(self) -> None:
+        """The stream has ended: nothing more is told, and no printing thread waits."""
+        with self._room:
+            self._closed = True
+            self._lines.clear()
+            self._room.notify_all()
+
+    def _start(self) -> None:
+        self._task = self._loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while True:
+            with self._room:
+                if not self._lines or self._closed:
+                    self._draining = False
+                    return
+                line = self._lines.popleft()
+                self._room.notify_all()
+            await self._put(Status(line, "output"))

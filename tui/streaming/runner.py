@@ -9,7 +9,6 @@ that task, and a cancel is a cancel of that task.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import random
@@ -159,7 +158,7 @@ class StreamRun:
         )
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._printing: set[asyncio.Task[None]] = set()
+        self._printed: program_output.PrintedLines | None = None
         self.forced_faults = 0  # attempts that fail on purpose whatever the fault rate (recovery, demo)
         # A `tui.programs.LoadedProgram`: a fresh copy of it runs each attempt.
         self.program = program if program is not None else program_for(settings)
@@ -177,6 +176,7 @@ class StreamRun:
     def start(self) -> asyncio.Task[None]:
         if self._task is None:
             self._loop = asyncio.get_running_loop()
+            self._printed = program_output.PrintedLines(self._loop, self._put)
             context = contextvars.copy_context()
             context.run(program_output.printing_stream.set, self)  # what the program prints is ours
             program_output.running(self)
@@ -188,20 +188,8 @@ class StreamRun:
     def printed(self, line: str) -> None:
         """A line the program printed while running this stream, from whichever thread ran it:
         a timeline event, after the events already made."""
-        if self.terminal is not None or self._loop is None or self._loop.is_closed():
-            return
-        status = Status(line, "output")
-        try:
-            on_loop = asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            on_loop = False
-        if on_loop:
-            task = self._loop.create_task(self._put(status))
-            self._printing.add(task)
-            task.add_done_callback(self._printing.discard)
-        else:
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                asyncio.run_coroutine_threadsafe(self._put(status), self._loop)
+        if self.terminal is None and self._printed is not None:
+            self._printed.add(line)
 
     def feed(self, sink: Callable[[StreamEvent], Awaitable[None]]) -> asyncio.Task[None]:
         """Start, handing each event but the last to `sink` as it is made, in place of the queue
@@ -248,6 +236,8 @@ class StreamRun:
             return
         self.terminal = event
         program_output.ended(self)
+        if self._printed is not None:
+            self._printed.close()
         state = {Done: "done", Failed: "failed", Cancelled: "cancelled"}[type(event)]
         self.metrics.finish(state, getattr(event, "error", ""))
         if isinstance(event, Done):

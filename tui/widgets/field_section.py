@@ -87,15 +87,19 @@ class FieldSection(Vertical):
 
 
 class TimelineBlock(GrowingText):
-    """Consecutive timeline lines (`→ tool(args)`, `← result`, `▸ stage`, `» printed`), one line each."""
+    """Consecutive timeline lines (`→ tool(args)`, `← result`, `▸ stage`, `» printed`), one line
+    each; the newest `MAX_LINES` are kept, for a program that prints thousands."""
+
+    MAX_LINES = 500
 
     def __init__(self) -> None:
-        super().__init__(classes="timeline")
+        super().__init__(classes="timeline", max_lines=self.MAX_LINES)
         self.lines = 0
 
-    def add_line(self, message: str) -> None:
-        self.write(("\n" if self.lines else "") + " ".join(message.split()))
-        self.lines += 1
+    def add_lines(self, messages: list[str]) -> None:
+        text = "\n".join(" ".join(message.split()) for message in messages)
+        self.write(("\n" if self.lines else "") + text)
+        self.lines += len(messages)
 
 
 def format_value(value: Any) -> str:

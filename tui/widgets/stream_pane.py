@@ -366,11 +366,17 @@ class StreamPane(Vertical, can_focus=True):
             self._answer += answer
         if not pending:
             return
+        timeline: list[str] = []  # consecutive timeline lines, added at once
         for key, text in pending:
             if key == TIMELINE:
-                self._timeline().add_line(text)
-            else:
-                self._section(key).write(text)
+                timeline.append(text)
+                continue
+            if timeline:
+                self._timeline().add_lines(timeline)
+                timeline = []
+            self._section(key).write(text)
+        if timeline:
+            self._timeline().add_lines(timeline)
         self._trail.call_after_refresh(self._trail.keep_following)
 
     def _timeline(self) -> TimelineBlock:
