@@ -94,3 +94,27 @@ def test_ctrl_c_over_a_selection_in_the_question_box_copies_it_and_quits_nothing
         term.send(CTRL_C)
         assert term.wait(20) == 130, term.output[-2000:]
     assert not openai_server.completions
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0]
+
+
+def test_ctrl_z_stops_the_dashboard_and_its_streams_finish_once_it_goes_on(openai_server, tmp_path):
+    """Raw mode makes Ctrl+Z a key: bound to job control, it stops the front (the terminal given
+    back), the workers' streams wait on their unread events, and SIGCONT (`fg`) carries on."""
+    openai_server.reset(Behaviour(tokens=60, tokens_per_s=30))
+    report = tmp_path / "r.json"
+    with _dashboard(openai_server, tmp_path, "--exit-when-done", "--report", str(report), "one") as term:
+        assert openai_server.wait_for(lambda: _streaming(openai_server, 1), timeout=60), "streaming"
+        term.send(b"\x1a")
+        deadline = time.monotonic() + 10
+        while _state(term.pid) != "T" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _state(term.pid) == "T", "Ctrl+Z stopped the dashboard"
+        assert b"\x1b[?1049l" in term.output, "the terminal was given back to the shell"
+        os.kill(term.pid, signal.SIGCONT)
+        assert term.wait(60) == 0, term.output[-2000:]
+    figures = json.loads(report.read_text())
+    assert figures["completed"] == 1 and figures["total_output_tokens"] == 60

@@ -98,6 +98,15 @@ class StreamDashboard(App[int]):
             priority=True,
             tooltip="Cancel every stream and quit (again: at once); in a box with a selection, copy it",
         ),
+        # Raw mode again: Ctrl+Z is a key, so the shell's job control needs it bound. Streams
+        # wait while the dashboard is stopped (their unread events hold them), and go on at `fg`.
+        Binding(
+            "ctrl+z",
+            "suspend_process",
+            "Suspend",
+            show=False,
+            tooltip="Stop the dashboard and return to the shell; `fg` brings it back",
+        ),
     ]
 
     def __init__(
