@@ -25,6 +25,7 @@ def bad_files(tmp_path: Path) -> Path:
     (tmp_path / "raises.py").write_text("import dspy\nraise ImportError('no such thing as fooz')\n")
     (tmp_path / "wrong_state.json").write_text(json.dumps({"nothing": {"demos": []}}))
     (tmp_path / "not_json.json").write_text("{ not json")
+    dspy.Predict("question -> answer").save(str(tmp_path / "lone_state.json"))
     (tmp_path / "saved").mkdir()
     return tmp_path
 
@@ -49,7 +50,11 @@ BAD_SPECS = [
     (["--program", "cot", "--signature", "question -> -> answer"], "does not parse"),
     (["--program", "cot", "--signature", "question"], "does not parse"),
     (["--load", "{tmp}/nothing.json"], "state file"),
-    (["--load", "{tmp}/wrong_state.json"], "does not fit the program"),
+    (["--load", "{tmp}/wrong_state.json"], "saved from another program: it holds the predictors nothing"),
+    (
+        ["--program", "cot", "--load", "{tmp}/lone_state.json"],
+        "it holds one predictor, this program has the predictors predict",
+    ),
     (["--load", "{tmp}/not_json.json"], "does not fit the program"),
     (["--load", "{tmp}/saved"], "pass --allow-pickle"),
     (["--input", "nonsense"], "write NAME=VALUE"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -269,12 +270,36 @@ def _load_state(program: dspy.Module, path: str, allow_pickle: bool) -> None:
         raise ProgramError(
             f"state file {path}: expected a .json (or, with --allow-pickle, .pkl) file from save()"
         )
+    if file.suffix == ".json":
+        unfit = _unfit_state(program, file)
+        if unfit:
+            raise ProgramError(f"state file {path} was saved from another program: {unfit}")
     try:
         program.load(str(file), allow_pickle=allow_pickle)
     except Exception as error:
         raise ProgramError(
             f"state file {path} does not fit the program: {type(error).__name__}: {_first_line(error)}"
         ) from None
+
+
+def _unfit_state(program: dspy.Module, file: Path) -> str | None:
+    """Why the saved predictors are not this program's, in their names; None when they are."""
+    try:
+        state = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # DSPy's own load says what is wrong with the file
+    if not isinstance(state, dict):
+        return None
+    names = [name for name, _ in program.named_predictors()]
+    lone = names == ["self"]  # a lone predictor saves its own fields, not predictors by name
+    if ("signature" in state) if lone else all(name in state for name in names):
+        return None
+
+    def described(predictors: list[str], one: bool) -> str:
+        return "one predictor" if one else f"the predictors {', '.join(predictors) or '(none)'}"
+
+    saved = [name for name in state if name != "metadata"]
+    return f"it holds {described(saved, 'signature' in state)}, this program has {described(names, lone)}"
 
 
 def _whole_saved_program(path: str, allow_pickle: bool) -> dspy.Module:
