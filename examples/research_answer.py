@@ -4,7 +4,7 @@ Two stages with their own signatures: the first reads notes and drafts an answer
 step by step; the second gives it a title and a confidence. Copy it and make it yours:
 
     dspy-stream --program examples/research_answer.py:ResearchAnswer \\
-        --input notes=@README.md --input question="What does dspy-stream do?"
+        --input notes=@examples/notes.md --input question="What does dspy-stream measure?"
 """
 
 from __future__ import annotations

@@ -171,5 +171,7 @@ async def test_a_question_longer_than_the_context_fails_with_one_line(
         await stream_question(program_for("predict"), local_lm, PlainAdapter(), "word " * 5000)
 
     message = classify(caught.value).message
-    assert message is not None and "context window" in message
-    assert "\n" not in message
+    assert message is not None and "\n" not in message
+    assert "more than the 4,096 the embedded model" in message
+    assert "give shorter inputs, or a hosted --model" in message
+    assert not classify(caught.value).retryable

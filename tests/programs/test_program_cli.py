@@ -366,3 +366,18 @@ def test_a_program_printing_thousands_of_lines_keeps_every_line_in_order(openai_
         ]
         assert printed == [f"[{number}] {question} line {i}" for i in range(3000)]
     assert result.stdout.count("the answer") == 2
+
+
+def test_the_readme_example_program_runs_on_the_embedded_model_as_written():
+    """What a new user without a key pastes first fits the embedded model's context (the README
+    itself as notes did not: 12,646 tokens of 4,096). Whether a 135M model writes a float the
+    second stage can parse is the model's affair; both stages run."""
+    result = dspy_stream(
+        "--headless", "--temperature", "0",
+        "--program", "examples/research_answer.py:ResearchAnswer",
+        "--input", "notes=@examples/notes.md", "--input", "question=What does dspy-stream measure?",
+        timeout=240,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    assert "✓ draft" in result.stderr and "✓ headline" in result.stderr, result.stderr[-2000:]
+    assert "tokens, more than the" not in result.stderr

@@ -17,6 +17,7 @@ import io
 import logging
 import os
 import queue
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -196,6 +197,21 @@ class _EndOfTurnBlocker:
         return scores
 
 
+_TOO_LONG = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
+
+
+def _too_long(model: str, error: ValueError) -> str:
+    """llama.cpp's refusal of a long prompt, said as what to do about it."""
+    found = _TOO_LONG.search(str(error))
+    if found is None:
+        return f"{model}: {error}"
+    asked, window = (int(n) for n in found.groups())
+    return (
+        f"the prompt is {asked:,} tokens, more than the {window:,} the embedded model {model} reads:"
+        " give shorter inputs, or a hosted --model"
+    )
+
+
 class LocalModel:
     """One GGUF model, loaded on first use, generating for one job at a time in FIFO order."""
 
@@ -349,7 +365,7 @@ class LocalModel:
                     job.deliver(_Text(text))
                 finish_reason = choice.get("finish_reason") or finish_reason
         except ValueError as error:  # llama-cpp-python's word for a prompt longer than the context
-            raise LocalModelError(f"{self.path.name}: {error}") from error
+            raise LocalModelError(_too_long(self.path.name, error)) from error
         finally:
             # Closing the generator is what stops llama.cpp; merely dropping it would not.
             chunks.close()
