@@ -107,7 +107,8 @@ def classify(exc: BaseException) -> FaultInfo:
             return FaultInfo(False, redact(str(cause)))
         if isinstance(cause, AdapterParseError):
             if cause.adapter_name == "PlainAdapter":
-                return FaultInfo(False, f"the model's reply could not be read: {_short(cause)}")
+                hint = "a larger --model may follow it"
+                return FaultInfo(False, f"the model's reply could not be read ({hint}): {_short(cause)}")
             return FaultInfo(False, "the model did not answer in DSPy's field format: try --adapter plain")
     for cause in _causes(exc):
         oversized = _SSE_LINE_LIMIT.search(str(cause))
