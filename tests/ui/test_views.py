@@ -136,7 +136,8 @@ def test_a_narrow_header_names_one_model_short_and_several_by_their_count():
 
 async def test_a_failure_off_screen_is_counted_and_notified(make_app, openai_server: OpenAIServer):
     openai_server.reset(Behaviour(tokens=400, tokens_per_s=50))
-    openai_server.script(*([{}] * 11), {"status": 400})  # the twelfth request fails
+    # The twelfth request fails, after a while: time for the view to go back to stream 1.
+    openai_server.script(*([{}] * 11), {"status": 400, "response_delay": 2.0})
     questions = [f"Question {n}?" for n in range(1, 12)]
     app = make_app(questions, concurrency=12, max_retries=0)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -144,6 +145,7 @@ async def test_a_failure_off_screen_is_counted_and_notified(make_app, openai_ser
         await wait_until(pilot, lambda: len(openai_server.requests) >= 11)
         app.dashboard.ask(["Question 12?"])
         await wait_until(pilot, lambda: len(panes(app)) == 12)
+        app.dashboard.open_stream(1)  # a new question's pane comes into view: this one goes out
         await wait_until(pilot, lambda: any(p.terminal is not None for p in panes(app)))
         (failed,) = [p for p in panes(app) if p.terminal is not None]
         assert failed not in app.dashboard._compositor.visible_widgets
