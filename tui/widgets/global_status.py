@@ -65,6 +65,7 @@ class GlobalStatusBar(Static):
         states = [run.metrics.state for run in runs if run.terminal is not None]
         done, failed, cancelled = (states.count(s) for s in ("done", "failed", "cancelled"))
         retrying = sum(run.terminal is None and run.metrics.state == "retrying" for run in runs)
+        queued = sum(run.terminal is None and run.metrics.state == "queued" for run in runs)
         speed = Content(rate(total_tokens_per_s(runs)))
         error = "$text-error" if failed else ""
         long_counts = Content.assemble(
@@ -76,6 +77,7 @@ class GlobalStatusBar(Static):
             DOT,
             f"{cancelled} cancelled",
             *((DOT, (f"{retrying} retrying", "$text-warning")) if retrying else ()),
+            *((DOT, f"{queued} queued") if queued else ()),
         )
         short = [(f"{active}▶", "$text-primary" if active else ""), (f"{done}✓", "$text-success")]
         if failed:

@@ -15,7 +15,6 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from tui.streaming.figures import DASH, rate, seconds
-from tui.streaming.status_line import state_label
 from tui.widgets.merged_log import stream_colour
 from tui.widgets.sanitize import one_line
 from tui.widgets.stream_pane import StreamPane
@@ -46,6 +45,13 @@ VARIANT_COLUMN = Column("variant", "variant", 18)  # shown when variants are com
 STATE_STYLES = {"failed": "bold red", "retrying": "bold yellow", "done": "green", "cancelled": "dim"}
 
 
+def queued_label(metrics: Any) -> str:
+    """What a queued stream waits for, in the state column's width."""
+    if metrics.queue_ahead is not None:
+        return f"queued: {metrics.queue_ahead} ahead"
+    return "queued: slot"
+
+
 def last_words(answer: str) -> str:
     """The answer's last words, whole words only."""
     tail = one_line(answer[-LAST_WORDS * 3 :])
@@ -66,7 +72,7 @@ def row_values(pane: StreamPane, now: float) -> dict[str, Any]:
         "variant": one_line(pane.run.job.variant),
         "variant_no": pane.run.job.variant_no,
         "question": one_line(pane.question),
-        "state": state_label(state, metrics) if state == "queued" else state,
+        "state": queued_label(metrics) if state == "queued" else state,
         "tokens": metrics.tokens,
         "rate": speed,
         "ttft": metrics.ttft,
