@@ -185,6 +185,20 @@ async def test_the_table_shows_64_streams_sorts_and_opens_one(make_app, openai_s
         assert app.dashboard.current_pane.number == 42 and app.focused is app.dashboard.current_pane
 
 
+async def test_streams_waiting_for_a_slot_are_counted_queued_and_say_so_in_the_table(make_app, openai_server):
+    openai_server.reset(Behaviour(tokens=400, tokens_per_s=40))
+    app = make_app(["one?", "two?", "three?"], concurrency=1)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_until(pilot, lambda: "3 active" in bar_text(app) and "2 queued" in bar_text(app))
+        await pilot.press("f7")
+        table = app.screen.query_one(StreamTable)
+        await wait_until(pilot, lambda: table.row_count == 3)
+        await wait_until(pilot, lambda: [str(table.get_row_at(i)[2]) for i in (1, 2)] == ["queued: slot"] * 2)
+        for pane in panes(app):
+            pane.cancel()
+        await wait_until(pilot, all_ended(app))
+
+
 async def test_the_palette_screenshot_falls_back_to_the_current_directory(make_app, tmp_path, monkeypatch):
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
