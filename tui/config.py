@@ -197,6 +197,13 @@ def _check(settings: Settings) -> None:
         raise bad("repeat", "must be at least 1")
     if settings.api_base is not None and not settings.api_base.startswith(("http://", "https://")):
         raise bad("api_base", "must start with http:// or https://")
+    if settings.api_base is not None and "@" in urlsplit(settings.api_base).netloc:
+        # DSPy's client took `user:password@` for part of the host name; LiteLLM's refuses them.
+        raise bad(
+            "api_base",
+            "a user and password in the address are sent by neither DSPy's nor LiteLLM's client:"
+            " give the server's key in the provider's key variable (OPENAI_API_KEY, ...) instead",
+        )
 
 
 SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "sources")
