@@ -156,6 +156,18 @@ class PrintedLines:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 self._loop.call_soon_threadsafe(self._start)
 
+    async def flush(self) -> None:
+        """Until every line printed so far is told: the stream's end comes after them."""
+        while True:
+            with self._room:
+                if not self._lines or self._closed:
+                    return
+            task = self._task
+            if task is not None and not task.done():
+                await asyncio.shield(task)
+            else:
+                await asyncio.sleep(0)  # the drain is scheduled from another thread: let it start
+
     def close(self) -> None:
         """The stream has ended: nothing more is told, and no printing thread waits."""
         with self._room:

@@ -13,7 +13,7 @@ import contextvars
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
 import dspy
@@ -281,10 +281,19 @@ class StreamRun:
             self.record.error = info.message
             if self.record.attempts:
                 self.record.attempts[-1].error = info.message
+            await self._flush_printed()
             self._end(Failed(info.message, self.record.text))
         else:
             self.record.prediction = prediction
+            await self._flush_printed()
             self._end(Done(prediction, cache_hit))
+
+    async def _flush_printed(self) -> None:
+        """What the program printed last comes before the stream's end. The outcome is known by
+        now, so a cancel that comes meanwhile only cuts the printed lines short."""
+        if self._printed is not None:
+            with suppress(asyncio.CancelledError):
+                await self._printed.flush()
 
     async def _with_retries(self) -> tuple[Any, bool]:
         settings = self.settings
