@@ -57,6 +57,8 @@ def _huge_batch(server, tmp_path: Path, args: list[str]) -> None:
         first = rss_mb(proc.pid)
         _wait_until(lambda: sum(r.finished_at is not None for r in server.completions) >= 8, what="8 ended")
         assert rss_mb(proc.pid) < MOST_RSS_MB and rss_mb(proc.pid) - first < 100, (first, rss_mb(proc.pid))
+        # The next four asked, so four are live when Ctrl+C comes: they start as slots free.
+        _wait_until(lambda: len(server.completions) >= 12, what="the next four streams live")
         proc.send_signal(signal.SIGINT)
         stopped = time.monotonic()
         _, err = proc.communicate(timeout=30)
