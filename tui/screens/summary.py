@@ -106,19 +106,24 @@ class SummaryScreen(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
+        # Looked up once: the sampler may refresh this screen while the app takes it down at exit.
+        self._compare_table = self.query_one("#compare-table", Static) if self.compare is not None else None
+        self._totals = self.query_one("#summary-totals", Static)
+        self._latency = self.query_one("#summary-latency", Static)
+        self._sparkline = self.query_one(Sparkline)
+        self._sparkline_title = self.query_one("#sparkline-title", Static)
         self.refresh_figures()
 
     def on_resize(self) -> None:
         self.refresh_figures()  # the compare table turns on a narrow terminal
 
     def refresh_figures(self) -> None:
-        if self.compare is not None:
-            self.query_one("#compare-table", Static).update(
-                compare_table(self.compare(), goodput=self.goodput, width=self.app.size.width)
-            )
+        if self.compare is not None and self._compare_table is not None:
+            width = self.app.size.width
+            self._compare_table.update(compare_table(self.compare(), goodput=self.goodput, width=width))
         summary = self.summarize()
-        self.query_one("#summary-totals", Static).update(totals_table(summary))
-        self.query_one("#summary-latency", Static).update(latency_table(summary))
+        self._totals.update(totals_table(summary))
+        self._latency.update(latency_table(summary))
         samples = list(self.throughput) or [0.0]
-        self.query_one(Sparkline).data = samples
-        self.query_one("#sparkline-title", Static).update(sparkline_scale(samples))
+        self._sparkline.data = samples
+        self._sparkline_title.update(sparkline_scale(samples))

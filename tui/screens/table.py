@@ -40,8 +40,10 @@ class TableScreen(Screen[int | None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
+        # Looked up once: the clock may tick this screen while the app takes it down at exit.
         self._table = self.query_one(StreamTable)
         self._status_bar = self.query_one(GlobalStatusBar)
+        self._title = self.query_one("#table-title", Static)
         self.tick(self.clock(), force=True)
         self._table.focus()
 
@@ -55,7 +57,7 @@ class TableScreen(Screen[int | None]):
         label = next(c.label for c in table.shown_columns if c.key == table.sort_column)
         arrow = "↓" if table.sort_reverse else "↑"
         title = f"{table.row_count} streams · sorted by {label} {arrow} · Enter opens a stream · s sorts"
-        self.query_one("#table-title", Static).update(title)
+        self._title.update(title)
 
     def action_next_sort(self) -> None:
         self._table.next_sort()
