@@ -307,7 +307,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         settings, variants = settings_of(args)
-        _register_secrets(settings)
         session = open_session(settings, variants)
     except Exception as exc:
         return _report_error(exc, err)
@@ -621,13 +620,6 @@ def check_output_paths(args: argparse.Namespace) -> None:
             raise ConfigError(f"{option} {path} is the same file as {seen[key]}: give each its own file")
         seen[key] = option
         _writable(path, option)
-
-
-def _register_secrets(settings: Settings) -> None:
-    """A password in --api-base is hidden by the one redaction every writer uses."""
-    from tui.streaming.safe_text import register_url_password
-
-    register_url_password(settings.api_base)
 
 
 def redact_line(text: str) -> str:

@@ -38,21 +38,6 @@ def register_secret(value: str | None) -> None:
         _registered.add(value)
 
 
-def register_url_password(url: str | None) -> None:
-    """A password in a URL (`--api-base http://user:pw@host`) is hidden by every writer."""
-    from urllib.parse import unquote, urlsplit
-
-    if not url:
-        return
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return
-    if password:
-        register_secret(password)
-        register_secret(unquote(password))
-
-
 def _known_secrets() -> list[str]:
     global _from_environment
     if _from_environment is None:

@@ -134,10 +134,8 @@ class Worker:
     def prepare(self, settings: Any) -> None:
         from tui.config import ConfigError
         from tui.models.errors import ModelError
-        from tui.streaming.safe_text import register_url_password
         from tui.streaming.session import StreamSession
 
-        register_url_password(settings.api_base)
         try:
             session = StreamSession(settings)
             session.ensure_program()
