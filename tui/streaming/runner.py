@@ -157,7 +157,6 @@ class StreamRun:
             multiplier=settings.retry_delay, max=settings.max_retry_wait, jitter=settings.retry_delay / 2
         )
         self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._printed: program_output.PrintedLines | None = None
         self.forced_faults = 0  # attempts that fail on purpose whatever the fault rate (recovery, demo)
         # A `tui.programs.LoadedProgram`: a fresh copy of it runs each attempt.
@@ -175,12 +174,12 @@ class StreamRun:
 
     def start(self) -> asyncio.Task[None]:
         if self._task is None:
-            self._loop = asyncio.get_running_loop()
-            self._printed = program_output.PrintedLines(self._loop, self._put)
+            loop = asyncio.get_running_loop()
+            self._printed = program_output.PrintedLines(loop, self._put)
             context = contextvars.copy_context()
             context.run(program_output.printing_stream.set, self)  # what the program prints is ours
             program_output.running(self)
-            self._task = self._loop.create_task(
+            self._task = loop.create_task(
                 self._produce(), name=f"stream-{self.job.stream_id}", context=context
             )
         return self._task

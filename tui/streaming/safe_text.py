@@ -30,25 +30,30 @@ _SECRET_NAME = re.compile(r"(API_?KEY|_KEY|TOKEN|SECRET|PASSWORD|PASSWD)$", re.I
 _MIN_SECRET = 6  # shorter values are words, not keys
 _registered: set[str] = set()
 _from_environment: frozenset[str] | None = None
+_longest_first: list[str] | None = None  # both, sorted: asked for every token shown
 
 
 def register_secret(value: str | None) -> None:
     """A value (a key from the config, a password in --api-base) to hide wherever it appears."""
+    global _longest_first
     if value and len(value) >= _MIN_SECRET:
         _registered.add(value)
+        _longest_first = None
 
 
 def _known_secrets() -> list[str]:
-    global _from_environment
-    if _from_environment is None:
-        import os
+    global _from_environment, _longest_first
+    if _longest_first is None:
+        if _from_environment is None:
+            import os
 
-        _from_environment = frozenset(
-            value
-            for name, value in os.environ.items()
-            if _SECRET_NAME.search(name) and len(value) >= _MIN_SECRET
-        )
-    return sorted(_from_environment | _registered, key=len, reverse=True)
+            _from_environment = frozenset(
+                value
+                for name, value in os.environ.items()
+                if _SECRET_NAME.search(name) and len(value) >= _MIN_SECRET
+            )
+        _longest_first = sorted(_from_environment | _registered, key=len, reverse=True)
+    return _longest_first
 
 
 def _looks_like_key(body: str, *, bearer: bool) -> bool:
