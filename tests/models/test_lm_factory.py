@@ -15,7 +15,6 @@ from dspy.utils.exceptions import AdapterParseError, LMUnexpectedError
 
 from tui.config import Settings
 from tui.models import ModelError
-from tui.models.listeners import QuickStreamListener
 from tui.models.lm_factory import (
     LOCAL_SERVER_KEY,
     build_adapter,
@@ -176,8 +175,7 @@ def test_listeners_are_fresh_one_per_output_field_and_fit_the_adapter() -> None:
     assert [listener.signature_field_name for listener in plain] == ["reasoning", "answer"]
     assert all(isinstance(listener, PlainStreamListener) for listener in plain + again)
     assert not set(map(id, plain)) & set(map(id, again))
-    assert [type(listener) for listener in chat] == [QuickStreamListener]
-    assert isinstance(chat[0], StreamListener)  # DSPy's own, with cheaper helpers
+    assert [type(listener) for listener in chat] == [StreamListener]
     assert chat[0].signature_field_name == "answer"
 
 

@@ -20,7 +20,6 @@ from dspy.utils.exceptions import LMError
 
 from tui.config import Settings
 from tui.models.errors import ModelError
-from tui.models.listeners import QuickStreamListener
 from tui.models.local_engine import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TEMPERATURE,
@@ -229,7 +228,7 @@ def make_stream_listeners(
 
     if isinstance(adapter, Settings):
         adapter = build_adapter(adapter)
-    kind = PlainStreamListener if isinstance(adapter, PlainAdapter) else QuickStreamListener
+    kind = PlainStreamListener if isinstance(adapter, PlainAdapter) else StreamListener
     return [
         kind(field_name, predict=predictor, predict_name=name, allow_reuse=True)
         for name, predictor in program.named_predictors()

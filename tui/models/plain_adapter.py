@@ -21,9 +21,8 @@ from dspy.adapters.utils import format_field_value, parse_value
 from dspy.clients.call_result import attributes
 from dspy.clients.engines.streaming import EngineChunk
 from dspy.signatures.signature import Signature
+from dspy.streaming import StreamListener
 from dspy.utils.exceptions import AdapterParseError
-
-from tui.models.listeners import QuickStreamListener
 
 # The prompt lines are short because a 135M model echoes longer instructions back. Each was
 # picked by comparing a few wordings over the same questions with the embedded model.
@@ -252,7 +251,7 @@ async def _asend_to_stream(text: str) -> None:
         await stream.send(_marker_chunk(text))
 
 
-class PlainStreamListener(QuickStreamListener):
+class PlainStreamListener(StreamListener):
     """A StreamListener that also accepts PlainAdapter.
 
     DSPy's listener looks adapters up by class name and refuses names it does not know;
@@ -270,8 +269,6 @@ class PlainStreamListener(QuickStreamListener):
         self.adapter_identifiers[PlainAdapter.__name__] = self.adapter_identifiers["ChatAdapter"]
 
 
-def make_listener(
-    field_name: str, predict: Any = None, predict_name: str | None = None
-) -> PlainStreamListener:
+def make_listener(field_name: str, predict: Any = None, predict_name: str | None = None) -> StreamListener:
     """A fresh listener for `field_name` that works with every adapter, PlainAdapter included."""
     return PlainStreamListener(field_name, predict=predict, predict_name=predict_name)
