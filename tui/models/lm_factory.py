@@ -39,7 +39,6 @@ ACCOUNT_PROVIDERS = frozenset(
 LOCAL_SERVER_KEY = "not-needed"
 EXAMPLE_MODELS = "openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest, ollama_chat/llama3.2 or local"
 _BASE_SUFFIXES = ("_API_BASE", "_BASE_URL", "_ENDPOINT", "_URL")
-log = logging.getLogger(__name__)
 
 
 def _litellm() -> Any:
@@ -170,22 +169,6 @@ def build_lm(settings: Settings) -> dspy.LM:
         )
     except (ValueError, TypeError, LMError) as error:
         raise ModelError(f"cannot use model {settings.model!r}: {_first_line(error)}") from None
-
-
-def warm_first_call(lm: dspy.LM) -> None:
-    """Load now what DSPy loads on a process's first call (anyio's task groups and streams, its
-    execution engine, the model catalogue behind the capability check): 50-80 ms that the first
-    streams' TTFT would otherwise carry, though the provider had nothing to do with it."""
-    try:
-        import anyio._backends._asyncio
-        import anyio.streams.memory  # noqa: F401
-        import dspy.clients.engines.streaming
-        import dspy.clients.execution  # noqa: F401
-        from dspy.clients.capabilities import capabilities
-
-        capabilities(lm)
-    except Exception:  # an optimisation only: the first call loads what is missing
-        log.debug("warming DSPy's first call failed", exc_info=True)
 
 
 def _build_local_lm(settings: Settings) -> dspy.LM:

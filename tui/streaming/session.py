@@ -60,13 +60,6 @@ class StreamSession(SessionBase):
         self.ensure_model()
         dspy.configure(lm=self._lm, adapter=self._adapter)
 
-    def warm_up(self) -> None:
-        """Load what DSPy loads on its first call, before the first stream needs it."""
-        from tui.models.lm_factory import warm_first_call
-
-        self.ensure_model()
-        warm_first_call(self._lm)
-
     def ensure_program(self) -> None:
         """Load the program now; raises `tui.programs.ProgramError` (one line) on a bad spec."""
         if self._program is None:

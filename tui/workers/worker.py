@@ -153,7 +153,6 @@ class Worker:
             return
         self.session = session
         self.outbox.send(("ready", session.program_info))
-        session.warm_up()  # while the front readies its side; streams start after it
 
     def start(self, key: int, job: Any, forced_faults: int, seed: float, credit: int) -> None:
         import random
